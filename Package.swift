@@ -1,0 +1,91 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "gatehouse",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gatehouse", targets: ["gatehouse"]),
+        .executable(name: "gatehouse-demo-server", targets: ["gatehouse-demo-server"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
+        .package(url: "https://github.com/attaswift/BigInt", from: "6.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    ],
+    targets: [
+        // Pure wire layer: JSON-RPC envelope, JSON values that keep key order and number text,
+        // SSE codec, Streamable HTTP rules per protocol revision. No I/O.
+        .target(name: "MCPWire", swiftSettings: strict),
+        // Manifests (YAML) -> diagnostics -> immutable runtime snapshot.
+        .target(
+            name: "GatehouseConfig",
+            dependencies: ["MCPWire", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        // The Rego engine. No networking, no server dependencies.
+        .target(
+            name: "GatehousePolicy",
+            dependencies: [
+                .product(name: "BigInt", package: "BigInt"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
+        // MCP client side: upstream transports (HTTP, stdio), upstream sessions, version bridging.
+        .target(
+            name: "GatehouseUpstream",
+            dependencies: [
+                "MCPWire", "GatehouseConfig",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // MCP server side: the HTTP front and the request pipeline.
+        .target(
+            name: "GatehouseServer",
+            dependencies: [
+                "MCPWire", "GatehouseConfig", "GatehouseUpstream",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "gatehouse",
+            dependencies: [
+                "GatehouseServer", "GatehouseConfig", "GatehousePolicy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "gatehouse-demo-server",
+            dependencies: [
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "MCPWireTests", dependencies: ["MCPWire"], swiftSettings: strict),
+        .testTarget(name: "GatehouseConfigTests", dependencies: ["GatehouseConfig"], swiftSettings: strict),
+        .testTarget(name: "GatehousePolicyTests", dependencies: ["GatehousePolicy"],
+                    resources: [.copy("testdata")], swiftSettings: strict),
+        .testTarget(name: "GatehouseServerTests", dependencies: ["GatehouseServer", "GatehouseUpstream", "MCPWire", "GatehouseConfig"], swiftSettings: strict),
+    ]
+)

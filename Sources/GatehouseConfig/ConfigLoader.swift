@@ -1,0 +1,426 @@
+import Foundation
+import Yams
+
+/// Reads a YAML file of Kubernetes-style documents into a `GatewayConfig`, collecting every
+/// problem (with file:line:column and a hint) instead of stopping at the first.
+///
+/// Stages: YAML text → documents (Yams nodes with positions) → typed specs → cross-document
+/// checks (references) → `GatewayConfig`. Each stage is a pure function of its input plus the
+/// environment lookups for secrets.
+public struct ConfigLoader: Sendable {
+    public static let apiVersion = "gatehouse.dev/v1alpha1"
+    public static let kinds = ["Gateway", "MCPServer"]
+
+    /// Looks up environment variables (injectable for tests).
+    public var environment: @Sendable (String) -> String?
+    /// Reads secret files (injectable for tests).
+    public var readFile: @Sendable (String) -> String?
+
+    public init(
+        environment: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0] },
+        readFile: @escaping @Sendable (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) }
+    ) {
+        self.environment = environment
+        self.readFile = readFile
+    }
+
+    public func load(path: String) throws(ConfigError) -> GatewayConfig {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError([Diagnostic(file: path, line: 1, column: 1, message: "cannot read the config file",
+                                          hint: "check that the path exists and is readable")])
+        }
+        return try load(yaml: text, file: path)
+    }
+
+    public func load(yaml text: String, file: String) throws(ConfigError) -> GatewayConfig {
+        var reader = DocumentReader(file: file, loader: self)
+        let nodes: [Node]
+        do {
+            nodes = Array(try Yams.compose_all(yaml: text))
+        } catch let error as YamlError {
+            throw ConfigError([reader.yamlDiagnostic(error)])
+        } catch {
+            throw ConfigError([Diagnostic(file: file, line: 1, column: 1, message: "invalid YAML: \(error)")])
+        }
+        return try reader.read(documents: nodes)
+    }
+}
+
+/// Walks Yams nodes. Every mapping read through `Fields` reports keys it did not consume as
+/// unknown, so typos are errors, not silently ignored settings.
+struct DocumentReader {
+    let file: String
+    let loader: ConfigLoader
+    var diagnostics: [Diagnostic] = []
+
+    init(file: String, loader: ConfigLoader) {
+        self.file = file
+        self.loader = loader
+    }
+
+    mutating func report(_ node: Node?, _ message: String, hint: String? = nil) {
+        let mark = node?.mark
+        diagnostics.append(Diagnostic(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message, hint: hint))
+    }
+
+    func yamlDiagnostic(_ error: YamlError) -> Diagnostic {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return Diagnostic(file: file, line: mark.line, column: mark.column, message: "invalid YAML: \(problem)",
+                              hint: "check indentation and quoting near this position")
+        default:
+            return Diagnostic(file: file, line: 1, column: 1, message: "invalid YAML: \(error)")
+        }
+    }
+
+    mutating func read(documents: [Node]) throws(ConfigError) -> GatewayConfig {
+        var gateways: [(Node, GatewaySpec)] = []
+        var servers: [String: (Node, ServerConfig)] = [:]
+        if documents.isEmpty {
+            diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "the config file has no documents",
+                                          hint: "add a `kind: Gateway` document and a `kind: MCPServer` document"))
+        }
+        for document in documents {
+            guard var fields = Fields(document, path: "document", reader: &self) else { continue }
+            let apiVersion = fields.string("apiVersion", required: true, reader: &self)
+            if let apiVersion, apiVersion.value != ConfigLoader.apiVersion {
+                report(apiVersion.node, "unsupported apiVersion '\(apiVersion.value)'", hint: "use apiVersion: \(ConfigLoader.apiVersion)")
+            }
+            let kind = fields.string("kind", required: true, reader: &self)
+            var name: String?
+            if let metadataNode = fields.take("metadata") {
+                if var metadata = Fields(metadataNode, path: "metadata", reader: &self) {
+                    if let n = metadata.string("name", required: true, reader: &self) {
+                        if Self.isValidName(n.value) {
+                            name = n.value
+                        } else {
+                            report(n.node, "invalid name '\(n.value)'", hint: "use lowercase letters, digits and '-' (max 63 characters), starting with a letter")
+                        }
+                    }
+                    _ = metadata.take("labels")
+                    _ = metadata.take("annotations")
+                    metadata.finish(reader: &self)
+                }
+            } else {
+                report(document, "missing required key 'metadata'", hint: "add metadata: {name: ...}")
+            }
+            let specNode = fields.take("spec")
+            if specNode == nil { report(document, "missing required key 'spec'") }
+            fields.finish(reader: &self)
+            guard let kind, let specNode else { continue }
+            switch kind.value {
+            case "Gateway":
+                if let spec = readGateway(specNode) { gateways.append((document, spec.with(name: name ?? "gateway"))) }
+            case "MCPServer":
+                if let server = readServer(specNode, name: name ?? "server"), let name {
+                    if servers[name] != nil {
+                        report(document, "duplicate MCPServer '\(name)'", hint: "each MCPServer needs a unique metadata.name")
+                    } else {
+                        servers[name] = (document, server)
+                    }
+                }
+            default:
+                report(kind.node, "unknown kind '\(kind.value)'", hint: "known kinds: \(ConfigLoader.kinds.joined(separator: ", "))")
+            }
+        }
+        var result: GatewayConfig?
+        if gateways.isEmpty, !documents.isEmpty {
+            report(documents.first, "no `kind: Gateway` document", hint: "add one Gateway document naming its upstream")
+        } else if gateways.count > 1 {
+            report(gateways[1].0, "more than one `kind: Gateway` document", hint: "one config file describes one gateway")
+        }
+        if let (_, spec) = gateways.first {
+            if let upstreamName = spec.upstream {
+                if let (_, server) = servers[upstreamName.value] {
+                    result = spec.build(upstream: server)
+                } else {
+                    let known = servers.keys.sorted()
+                    report(upstreamName.node, "spec.upstream names MCPServer '\(upstreamName.value)', which is not defined",
+                           hint: known.isEmpty ? "add a `kind: MCPServer` document with metadata.name: \(upstreamName.value)"
+                                : "defined MCPServers: \(known.joined(separator: ", "))")
+                }
+            }
+        }
+        if !diagnostics.isEmpty || result == nil {
+            if diagnostics.isEmpty {
+                diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "the config is incomplete"))
+            }
+            throw ConfigError(diagnostics.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
+        }
+        return result!
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, ("a"..."z").contains(first), name.count <= 63 else { return false }
+        return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+    }
+
+    // MARK: Gateway
+
+    struct GatewaySpec {
+        var name = "gateway"
+        var listen = GatewayConfig.Listen()
+        var path = "/mcp"
+        var security = GatewayConfig.Security()
+        var limits = GatewayConfig.Limits()
+        var sessions = GatewayConfig.Sessions()
+        var shutdown = GatewayConfig.Shutdown()
+        var upstream: (value: String, node: Node)?
+
+        func with(name: String) -> GatewaySpec {
+            var copy = self
+            copy.name = name
+            return copy
+        }
+
+        func build(upstream server: ServerConfig) -> GatewayConfig {
+            var config = GatewayConfig(name: name, upstream: server)
+            config.listen = listen
+            config.path = path
+            config.security = security
+            config.limits = limits
+            config.sessions = sessions
+            config.shutdown = shutdown
+            return config
+        }
+    }
+
+    mutating func readGateway(_ node: Node) -> GatewaySpec? {
+        guard var fields = Fields(node, path: "spec", reader: &self) else { return nil }
+        var spec = GatewaySpec()
+        if let listenNode = fields.take("listen"), var listen = Fields(listenNode, path: "spec.listen", reader: &self) {
+            if let bind = listen.string("bind", reader: &self) { spec.listen.bind = bind.value }
+            if let port = listen.int("port", range: 0...65535, reader: &self) { spec.listen.port = port }
+            listen.finish(reader: &self)
+        }
+        if let path = fields.string("path", reader: &self) {
+            if path.value.hasPrefix("/") { spec.path = path.value } else { report(path.node, "spec.path must start with '/'") }
+        }
+        spec.upstream = fields.string("upstream", required: true, reader: &self).map { ($0.value, $0.node) }
+        if let securityNode = fields.take("security"), var security = Fields(securityNode, path: "spec.security", reader: &self) {
+            if let origins = security.stringList("allowedOrigins", reader: &self) { spec.security.allowedOrigins = origins }
+            if let hosts = security.stringList("allowedHosts", reader: &self) { spec.security.allowedHosts = hosts }
+            security.finish(reader: &self)
+        }
+        if let limitsNode = fields.take("limits"), var limits = Fields(limitsNode, path: "spec.limits", reader: &self) {
+            if let v = limits.int("maxBodyBytes", range: 1...(1 << 30), reader: &self) { spec.limits.maxBodyBytes = v }
+            if let v = limits.int("maxJSONDepth", range: 2...1000, reader: &self) { spec.limits.maxJSONDepth = v }
+            limits.finish(reader: &self)
+        }
+        if let node = fields.take("sessions"), var sessions = Fields(node, path: "spec.sessions", reader: &self) {
+            if let v = sessions.int("idleTimeoutSeconds", range: 1...(7 * 86400), reader: &self) { spec.sessions.idleTimeoutSeconds = v }
+            if let v = sessions.int("maxSessions", range: 1...10_000_000, reader: &self) { spec.sessions.maxSessions = v }
+            sessions.finish(reader: &self)
+        }
+        if let node = fields.take("shutdown"), var shutdown = Fields(node, path: "spec.shutdown", reader: &self) {
+            if let v = shutdown.int("gracePeriodSeconds", range: 0...3600, reader: &self) { spec.shutdown.gracePeriodSeconds = v }
+            shutdown.finish(reader: &self)
+        }
+        fields.finish(reader: &self)
+        return spec
+    }
+
+    // MARK: MCPServer
+
+    mutating func readServer(_ node: Node, name: String) -> ServerConfig? {
+        guard var fields = Fields(node, path: "spec", reader: &self) else { return nil }
+        var transport: ServerConfig.Transport?
+        let httpNode = fields.take("http")
+        let stdioNode = fields.take("stdio")
+        if httpNode != nil, stdioNode != nil {
+            report(stdioNode, "an MCPServer has either `http` or `stdio`, not both")
+        } else if httpNode == nil, stdioNode == nil {
+            report(node, "an MCPServer needs `http: {url: ...}` or `stdio: {command: ...}`")
+        }
+        if let httpNode, var http = Fields(httpNode, path: "spec.http", reader: &self) {
+            if let url = http.string("url", required: true, reader: &self) {
+                if let parsed = URL(string: url.value), let scheme = parsed.scheme, ["http", "https"].contains(scheme), parsed.host != nil {
+                    var config = ServerConfig.HTTP(url: url.value)
+                    if let headersNode = http.take("headers") { config.headers = readSecretMap(headersNode, path: "spec.http.headers") }
+                    transport = .http(config)
+                } else {
+                    report(url.node, "invalid upstream url '\(url.value)'", hint: "use an absolute http:// or https:// URL, e.g. http://127.0.0.1:9000/mcp")
+                }
+            }
+            http.finish(reader: &self)
+        }
+        if let stdioNode, var stdio = Fields(stdioNode, path: "spec.stdio", reader: &self) {
+            if let command = stdio.string("command", required: true, reader: &self) {
+                var config = ServerConfig.Stdio(command: command.value)
+                if let args = stdio.stringList("args", reader: &self) { config.args = args }
+                if let envNode = stdio.take("env") { config.env = readSecretMap(envNode, path: "spec.stdio.env") }
+                if let dir = stdio.string("workingDirectory", reader: &self) { config.workingDirectory = dir.value }
+                if let v = stdio.double("restartDelaySeconds", range: 0.01...3600, reader: &self) { config.restartDelaySeconds = v }
+                if let v = stdio.double("maxRestartDelaySeconds", range: 0.01...86400, reader: &self) { config.maxRestartDelaySeconds = v }
+                transport = .stdio(config)
+            }
+            stdio.finish(reader: &self)
+        }
+        var timeouts = ServerConfig.Timeouts()
+        if let node = fields.take("timeouts"), var t = Fields(node, path: "spec.timeouts", reader: &self) {
+            if let v = t.double("connectSeconds", range: 0.01...3600, reader: &self) { timeouts.connectSeconds = v }
+            if let v = t.double("requestSeconds", range: 0.01...86400, reader: &self) { timeouts.requestSeconds = v }
+            t.finish(reader: &self)
+        }
+        fields.finish(reader: &self)
+        guard let transport else { return nil }
+        var server = ServerConfig(name: name, transport: transport)
+        server.timeouts = timeouts
+        return server
+    }
+
+    /// A map of names to values, where each value is a string or
+    /// `{valueFrom: {env: NAME}}` / `{valueFrom: {file: PATH}}` for secrets.
+    mutating func readSecretMap(_ node: Node, path: String) -> [(name: String, value: Secret)] {
+        guard case .mapping(let mapping) = node else {
+            report(node, "\(path) must be a mapping of names to values")
+            return []
+        }
+        var result: [(name: String, value: Secret)] = []
+        for (keyNode, valueNode) in mapping {
+            guard let key = keyNode.string else { continue }
+            switch valueNode {
+            case .scalar(let scalar):
+                result.append((key, Secret(scalar.string)))
+            case .mapping:
+                guard var fields = Fields(valueNode, path: "\(path).\(key)", reader: &self) else { continue }
+                guard let fromNode = fields.take("valueFrom") else {
+                    report(valueNode, "\(path).\(key) must be a string or {valueFrom: {env: NAME}} / {valueFrom: {file: PATH}}")
+                    fields.finish(reader: &self)
+                    continue
+                }
+                fields.finish(reader: &self)
+                guard var from = Fields(fromNode, path: "\(path).\(key).valueFrom", reader: &self) else { continue }
+                let env = from.string("env", reader: &self)
+                let file = from.string("file", reader: &self)
+                from.finish(reader: &self)
+                if let env {
+                    if let value = loader.environment(env.value) {
+                        result.append((key, Secret(value)))
+                    } else {
+                        report(env.node, "environment variable '\(env.value)' is not set", hint: "export \(env.value) before starting gatehouse")
+                    }
+                } else if let file {
+                    if let value = loader.readFile(file.value) {
+                        result.append((key, Secret(value.trimmingCharacters(in: .whitespacesAndNewlines))))
+                    } else {
+                        report(file.node, "cannot read secret file '\(file.value)'", hint: "check that the file exists and is readable by gatehouse")
+                    }
+                } else {
+                    report(fromNode, "valueFrom needs `env` or `file`")
+                }
+            default:
+                report(valueNode, "\(path).\(key) must be a string")
+            }
+        }
+        return result
+    }
+}
+
+/// The keys of one YAML mapping, consumed one by one; `finish` reports the rest as unknown.
+struct Fields {
+    let node: Node
+    let path: String
+    var remaining: [(key: String, keyNode: Node, value: Node)]
+    var known: [String] = []
+
+    init?(_ node: Node, path: String, reader: inout DocumentReader) {
+        guard case .mapping(let mapping) = node else {
+            reader.report(node, "\(path) must be a mapping (key: value pairs)")
+            return nil
+        }
+        self.node = node
+        self.path = path
+        self.remaining = mapping.compactMap { pair in pair.key.string.map { (key: $0, keyNode: pair.key, value: pair.value) } }
+    }
+
+    mutating func take(_ key: String) -> Node? {
+        known.append(key)
+        guard let index = remaining.firstIndex(where: { $0.key == key }) else { return nil }
+        return remaining.remove(at: index).value
+    }
+
+    mutating func finish(reader: inout DocumentReader) {
+        for entry in remaining {
+            let suggestion = known.min { editDistance($0, entry.key) < editDistance($1, entry.key) }
+            let hint: String
+            if let suggestion, editDistance(suggestion, entry.key) <= 3 {
+                hint = "did you mean '\(suggestion)'?"
+            } else {
+                hint = "known keys here: \(known.joined(separator: ", "))"
+            }
+            reader.report(entry.keyNode, "unknown key '\(entry.key)' in \(path)", hint: hint)
+        }
+        remaining = []
+    }
+
+    mutating func string(_ key: String, required: Bool = false, reader: inout DocumentReader) -> (value: String, node: Node)? {
+        guard let value = take(key) else {
+            if required { reader.report(node, "missing required key '\(key)' in \(path)") }
+            return nil
+        }
+        guard case .scalar(let scalar) = value, value.null == nil else {
+            reader.report(value, "\(path).\(key) must be a string")
+            return nil
+        }
+        return (scalar.string, value)
+    }
+
+    mutating func int(_ key: String, range: ClosedRange<Int>, reader: inout DocumentReader) -> Int? {
+        guard let value = take(key) else { return nil }
+        guard let int = value.int else {
+            reader.report(value, "\(path).\(key) must be an integer")
+            return nil
+        }
+        guard range.contains(int) else {
+            reader.report(value, "\(path).\(key) must be between \(range.lowerBound) and \(range.upperBound), got \(int)")
+            return nil
+        }
+        return int
+    }
+
+    mutating func double(_ key: String, range: ClosedRange<Double>, reader: inout DocumentReader) -> Double? {
+        guard let value = take(key) else { return nil }
+        guard let number = value.float ?? value.int.map(Double.init) else {
+            reader.report(value, "\(path).\(key) must be a number")
+            return nil
+        }
+        guard range.contains(number) else {
+            reader.report(value, "\(path).\(key) must be between \(range.lowerBound) and \(range.upperBound), got \(number)")
+            return nil
+        }
+        return number
+    }
+
+    mutating func stringList(_ key: String, reader: inout DocumentReader) -> [String]? {
+        guard let value = take(key) else { return nil }
+        guard case .sequence(let sequence) = value else {
+            reader.report(value, "\(path).\(key) must be a list of strings")
+            return nil
+        }
+        var result: [String] = []
+        for item in sequence {
+            guard case .scalar(let scalar) = item else {
+                reader.report(item, "\(path).\(key) must contain only strings")
+                continue
+            }
+            result.append(scalar.string)
+        }
+        return result
+    }
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.lowercased()), b = Array(b.lowercased())
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}

@@ -1,0 +1,114 @@
+import AsyncHTTPClient
+import Foundation
+import GatehouseConfig
+import GatehouseUpstream
+import Hummingbird
+import Logging
+import MCPWire
+import NIOCore
+import ServiceLifecycle
+
+/// Gatehouse assembled: the HTTP front, the MCP endpoint, the upstream, and the services that
+/// run them, in one ServiceGroup with graceful shutdown on SIGTERM and SIGINT.
+public struct Gateway: Sendable {
+    public let config: GatewayConfig
+    public let logger: Logger
+
+    public init(config: GatewayConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    /// Runs until SIGTERM/SIGINT, then stops accepting, lets in-flight requests finish up to
+    /// `spec.shutdown.gracePeriodSeconds`, and stops upstream children.
+    /// `onListening` gets the bound address (useful with port 0).
+    public func run(onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) async throws {
+        var clientConfig = HTTPClient.Configuration()
+        clientConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        clientConfig.timeout.connect = .milliseconds(Int64(config.upstream.timeouts.connectSeconds * 1000))
+        clientConfig.decompression = .disabled
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+
+        let upstream = UpstreamServer(config: config.upstream, httpClient: httpClient, logger: logger)
+        let endpoint = MCPEndpoint(config: config, upstream: upstream, logger: logger)
+        let router = Router(context: GatewayRequestContext.self)
+        let path = RouterPath(stringLiteral: config.path)
+        for method in [HTTPRequest.Method.post, .get, .delete, .put, .patch, .options] {
+            router.on(path, method: method) { request, context in await endpoint.handle(request, context: context) }
+        }
+        router.get("/healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+        }
+        router.get("/readyz") { _, _ in
+            let ready = upstream.isReady
+            let body = ready ? #"{"status":"ready"}"# : #"{"status":"waiting for upstream '\#(upstream.config.name)'"}"#
+            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.listen.bind, port: config.listen.port), serverName: "gatehouse"),
+            onServerRunning: { [logger, config] channel in
+                let port = channel.localAddress?.port ?? config.listen.port
+                logger.info("listening", metadata: ["url": "http://\(config.listen.bind):\(port)\(config.path)"])
+                onListening(config.listen.bind, port)
+            },
+            logger: logger)
+
+        let upstreamService = UpstreamService(upstream: upstream, endpoint: endpoint)
+        let streamCloser = StreamCloser(endpoint: endpoint)
+        var groupConfig = ServiceGroupConfiguration(
+            services: [
+                .init(service: upstreamService),
+                .init(service: app),
+                .init(service: streamCloser, successTerminationBehavior: .ignore),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = .seconds(config.shutdown.gracePeriodSeconds)
+        let group = ServiceGroup(configuration: groupConfig)
+        do {
+            try await group.run()
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+        try? await httpClient.shutdown()
+        logger.info("stopped")
+    }
+}
+
+/// Connects the upstream, expires idle sessions, and on shutdown ends sessions and stops
+/// upstream children (it is shut down last, after the HTTP server has drained).
+struct UpstreamService: Service {
+    let upstream: UpstreamServer
+    let endpoint: MCPEndpoint
+
+    func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await upstream.start() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(15))
+                    await endpoint.expireIdleSessions()
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        await endpoint.shutdown()
+        await upstream.shutdown()
+    }
+}
+
+/// Shut down first: ends long-lived streams (GET streams, listen streams) so the HTTP server's
+/// drain only waits for real requests.
+struct StreamCloser: Service {
+    let endpoint: MCPEndpoint
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        endpoint.closeStreams()
+    }
+}

@@ -1,0 +1,61 @@
+import HTTPTypes
+import Hummingbird
+import MCPWire
+import NIOCore
+
+extension HTTPField.Name {
+    static let mcpSessionID = HTTPField.Name(MCPHeader.sessionID)!
+    static let mcpProtocolVersion = HTTPField.Name(MCPHeader.protocolVersion)!
+    static let mcpMethod = HTTPField.Name(MCPHeader.method)!
+    static let mcpName = HTTPField.Name(MCPHeader.name)!
+    static let xAccelBuffering = HTTPField.Name("X-Accel-Buffering")!
+}
+
+/// Builders for the HTTP answers the MCP endpoint sends.
+enum HTTPResponses {
+    static func json(_ message: JSONRPCMessage, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
+        var headers = extra
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: message.bytes)))
+    }
+
+    static func jsonArray(_ messages: [JSONRPCMessage], headers extra: HTTPFields = [:]) -> Response {
+        var headers = extra
+        headers[.contentType] = "application/json"
+        let bytes = JSONWriter.bytes(.array(messages.map { .object($0.object) }))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// A JSON-RPC error answer with an HTTP status.
+    static func error(status: HTTPResponse.Status, id: JSONValue?, code: Int, message: String, data: JSONValue? = nil, headers: HTTPFields = [:]) -> Response {
+        json(.error(id: id, code: code, message: message, data: data), status: status, headers: headers)
+    }
+
+    static func rejection(_ rejection: WireRejection, id: JSONValue?) -> Response {
+        error(status: .init(code: rejection.httpStatus), id: id, code: rejection.code, message: rejection.message, data: rejection.data)
+    }
+
+    static func accepted() -> Response {
+        Response(status: .accepted)
+    }
+
+    static var sseHeaders: HTTPFields {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        headers[.xAccelBuffering] = "no"
+        return headers
+    }
+
+    static func sse(headers extra: HTTPFields = [:], _ write: @Sendable @escaping (inout any ResponseBodyWriter) async throws -> Void) -> Response {
+        var headers = sseHeaders
+        for field in extra { headers.append(field) }
+        return Response(status: .ok, headers: headers, body: ResponseBody(write))
+    }
+}
+
+extension ResponseBodyWriter {
+    mutating func writeSSE(_ message: JSONRPCMessage) async throws {
+        try await write(ByteBuffer(bytes: SSEEncoder.message(message.bytes)))
+    }
+}

@@ -1,0 +1,614 @@
+import Foundation
+import GatehouseConfig
+import GatehouseUpstream
+import HTTPTypes
+import Hummingbird
+import Logging
+import MCPWire
+import NIOCore
+
+/// The MCP endpoint: Streamable HTTP for every revision from 2025-03-26 to 2026-07-28.
+///
+/// The request pipeline, in order (each step stands where it does for a reason):
+/// 1. Host and Origin guards — before reading anything, so a rebinding page learns nothing.
+/// 2. Accept / Content-Type / size limit — cheap refusals before the body is parsed.
+/// 3. Parse (with a nesting limit) and envelope validation — spec-shaped errors for bad input.
+/// 4. Era selection — `initialize` or `Mcp-Session-Id` means the session era; `_meta` protocol
+///    version means 2026-07-28, whose header rules are checked here.
+/// 5. (later) authentication → policy → rate limits, on the typed request.
+/// 6. Route to the upstream channel and relay what comes back as it arrives.
+final class MCPEndpoint: Sendable {
+    let config: GatewayConfig
+    let upstream: UpstreamServer
+    let sessions: SessionStore
+    let hub: NotificationHub
+    let guards: RequestGuards
+    let statelessChannels: StatelessChannels
+    let logger: Logger
+    let keepAlive: Duration
+
+    init(config: GatewayConfig, upstream: UpstreamServer, logger: Logger, keepAlive: Duration = .seconds(15)) {
+        self.config = config
+        self.upstream = upstream
+        self.sessions = SessionStore(maxSessions: config.sessions.maxSessions)
+        self.hub = NotificationHub()
+        self.guards = RequestGuards(security: config.security)
+        self.statelessChannels = StatelessChannels()
+        self.logger = logger
+        self.keepAlive = keepAlive
+    }
+
+    static let serverInfo: JSONObject = ["name": "gatehouse", "version": .string(GatehouseVersion.current)]
+
+    func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
+        if let refusal = guards.check(host: request.head.authority, origin: request.headers[.origin]) {
+            logger.notice("refused request", metadata: ["reason": "\(refusal.message)"])
+            return HTTPResponses.error(status: .forbidden, id: nil, code: JSONRPCErrorCode.invalidRequest, message: refusal.message)
+        }
+        switch request.method {
+        case .post: return await post(request, context: context)
+        case .get: return await get(request)
+        case .delete: return await delete(request)
+        default:
+            var headers = HTTPFields()
+            headers[.allow] = "GET, POST, DELETE"
+            return HTTPResponses.error(status: .methodNotAllowed, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "method \(request.method) is not allowed on the MCP endpoint; use POST (GET and DELETE for sessions)", headers: headers)
+        }
+    }
+
+    // MARK: POST
+
+    struct Accepts {
+        var json: Bool
+        var sse: Bool
+
+        init(_ header: String?) {
+            guard let header = header?.lowercased(), !header.isEmpty else {
+                json = true
+                sse = true
+                return
+            }
+            let any = header.contains("*/*")
+            json = any || header.contains("application/json") || header.contains("application/*")
+            sse = any || header.contains("text/event-stream") || header.contains("text/*")
+        }
+    }
+
+    func post(_ request: Request, context: GatewayRequestContext) async -> Response {
+        let accepts = Accepts(request.headers[.accept])
+        guard accepts.json || accepts.sse else {
+            return HTTPResponses.error(status: .notAcceptable, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Not Acceptable: the Accept header must list application/json and text/event-stream")
+        }
+        if let contentType = request.headers[.contentType]?.lowercased(), !contentType.hasPrefix("application/json") {
+            return HTTPResponses.error(status: .unsupportedMediaType, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json")
+        }
+        let limit = config.limits.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            return tooLarge(limit)
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limit)
+        } catch {
+            return tooLarge(limit)
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(body.readableBytesView, maxDepth: config.limits.maxJSONDepth)
+        } catch {
+            switch error.kind {
+            case .syntax:
+                return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.parseError,
+                                           message: "Parse error: \(error.description); send one JSON-RPC message as UTF-8 JSON")
+            case .tooDeep(let limit):
+                return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                           message: "Invalid Request: the JSON nests deeper than \(limit) levels (spec.limits.maxJSONDepth)")
+            }
+        }
+        if case .array(let items) = value {
+            return await batch(items, request: request, accepts: accepts)
+        }
+        let message: JSONRPCMessage
+        do {
+            message = try JSONRPCMessage(validating: value)
+        } catch {
+            return HTTPResponses.error(status: .badRequest, id: error.id, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: \(error.message)")
+        }
+        return await dispatch(message, request: request, context: context, accepts: accepts)
+    }
+
+    private func tooLarge(_ limit: Int) -> Response {
+        HTTPResponses.error(status: .contentTooLarge, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                            message: "Payload Too Large: the body exceeds \(limit) bytes (spec.limits.maxBodyBytes)")
+    }
+
+    private func dispatch(_ message: JSONRPCMessage, request: Request, context: GatewayRequestContext, accepts: Accepts) async -> Response {
+        let versionHeader = request.headers[.mcpProtocolVersion]
+        if let versionHeader, ProtocolVersion(versionHeader) == nil {
+            return HTTPResponses.rejection(.unsupportedVersion(versionHeader), id: message.id)
+        }
+        let statelessRequest = StatelessRequestRules.metaVersion(of: message) != nil
+            || (versionHeader.flatMap(ProtocolVersion.init)?.isStateless ?? false)
+        if message.method == "initialize", message.isRequest, !statelessRequest {
+            return await initialize(message, identity: context.identity)
+        }
+        if statelessRequest {
+            // 2026-07-28 has no sessions: an Mcp-Session-Id header is ignored.
+            return await stateless(message, request: request, context: context, accepts: accepts)
+        }
+        guard let sessionID = request.headers[.mcpSessionID] else {
+            return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Bad Request: missing Mcp-Session-Id header; start a session with initialize (or send 2026-07-28 requests with _meta[\"\(MetaKey.protocolVersion)\"])")
+        }
+        guard SessionID.isWellFormed(sessionID), let session = sessions.get(sessionID), session.identity == context.identity else {
+            return sessionNotFound(message.id)
+        }
+        if let versionHeader, versionHeader != session.version.rawValue {
+            return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Bad Request: MCP-Protocol-Version '\(versionHeader)' does not match the session's negotiated version '\(session.version.rawValue)'")
+        }
+        return await sessionMessage(message, session: session, accepts: accepts)
+    }
+
+    private func sessionNotFound(_ id: JSONValue?) -> Response {
+        HTTPResponses.error(status: .notFound, id: id, code: JSONRPCErrorCode.invalidRequest,
+                            message: "Session not found: it expired or was ended; send initialize without Mcp-Session-Id to start a new one")
+    }
+
+    // MARK: Session era
+
+    private func initialize(_ message: JSONRPCMessage, identity: Identity) async -> Response {
+        let params = message.params ?? [:]
+        let requested = params["protocolVersion"]?.stringValue
+        let version = requested.flatMap(ProtocolVersion.init).flatMap { $0.isStateless ? nil : $0 } ?? .latestSessionEra
+        let client = ClientDescription(
+            clientInfo: params["clientInfo"]?.objectValue ?? ["name": "unknown", "version": "0"],
+            capabilities: params["capabilities"]?.objectValue ?? [:])
+        guard sessions.count < sessions.maxSessions else {
+            return HTTPResponses.error(status: .serviceUnavailable, id: message.id, code: JSONRPCErrorCode.internalError,
+                                       message: "the gateway has too many open sessions (spec.sessions.maxSessions); retry later or end unused sessions with DELETE")
+        }
+        let sessionID = SessionID.generate()
+        let channel: any UpstreamChannel
+        do {
+            channel = try await upstream.channel(for: ChannelOwner(identity: identity.channelKey, downstreamSession: sessionID), client: client)
+        } catch {
+            return HTTPResponses.json(failure(error, id: message.id))
+        }
+        let session = DownstreamSession(id: sessionID, version: version, identity: identity, client: client, channel: channel)
+        channel.setUnsolicitedHandler { [weak session] message in session?.deliver(message) }
+        guard sessions.insert(session) else {
+            Task { await channel.close() }
+            return HTTPResponses.error(status: .serviceUnavailable, id: message.id, code: JSONRPCErrorCode.internalError,
+                                       message: "the gateway has too many open sessions; retry later")
+        }
+        var result: JSONObject = [
+            "protocolVersion": .string(version.rawValue),
+            "capabilities": .object(channel.info.capabilities),
+            "serverInfo": .object(Self.serverInfo),
+        ]
+        if let instructions = channel.info.instructions { result["instructions"] = .string(instructions) }
+        logger.info("session started", metadata: ["protocol": "\(version)", "client": "\(client.clientInfo["name"]?.stringValue ?? "?")"])
+        var headers = HTTPFields()
+        headers[.mcpSessionID] = sessionID
+        return HTTPResponses.json(.response(id: message.id ?? .null, result: .object(result)), headers: headers)
+    }
+
+    private func sessionMessage(_ message: JSONRPCMessage, session: DownstreamSession, accepts: Accepts) async -> Response {
+        switch message.kind {
+        case .request:
+            switch message.method {
+            case "ping":
+                return HTTPResponses.json(.response(id: message.id ?? .null, result: .object([:])))
+            case "initialize":
+                return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
+                                           message: "Invalid Request: this session is already initialized; send initialize without Mcp-Session-Id for a new session")
+            default:
+                session.beginRequest()
+                let response = await forward(message, channel: session.channel, clientVersion: session.version, accepts: accepts,
+                                             onEnd: { session.endRequest() })
+                return response
+            }
+        case .notification:
+            do {
+                try await session.channel.send(notification: message)
+            } catch {
+                logger.warning("could not forward a notification", metadata: ["method": "\(message.method ?? "")", "error": "\(error)"])
+            }
+            return HTTPResponses.accepted()
+        case .response, .errorResponse:
+            do {
+                try await session.channel.send(response: message)
+            } catch {
+                logger.warning("could not forward a client's answer", metadata: ["error": "\(error)"])
+            }
+            return HTTPResponses.accepted()
+        }
+    }
+
+    /// JSON-RPC batches: only revision 2025-03-26 allows them.
+    private func batch(_ items: [JSONValue], request: Request, accepts: Accepts) async -> Response {
+        let session = request.headers[.mcpSessionID].flatMap { sessions.get($0) }
+        guard let session, session.version.allowsBatches else {
+            let revision = session?.version.rawValue ?? request.headers[.mcpProtocolVersion] ?? "this session's revision"
+            return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Invalid Request: JSON-RPC batches are not allowed in \(revision); send one message per POST (batches exist only in 2025-03-26 sessions)")
+        }
+        guard !items.isEmpty else {
+            return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: empty batch")
+        }
+        var answers: [JSONRPCMessage] = []
+        for item in items {
+            let message: JSONRPCMessage
+            do {
+                message = try JSONRPCMessage(validating: item)
+            } catch {
+                answers.append(.error(id: error.id, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: \(error.message)"))
+                continue
+            }
+            switch message.kind {
+            case .request:
+                if message.method == "ping" {
+                    answers.append(.response(id: message.id ?? .null, result: .object([:])))
+                    continue
+                }
+                answers.append(await collectResponse(message, channel: session.channel, clientVersion: session.version))
+            case .notification:
+                try? await session.channel.send(notification: message)
+            case .response, .errorResponse:
+                try? await session.channel.send(response: message)
+            }
+        }
+        return answers.isEmpty ? HTTPResponses.accepted() : HTTPResponses.jsonArray(answers)
+    }
+
+    // MARK: 2026-07-28 (stateless)
+
+    private func stateless(_ message: JSONRPCMessage, request: Request, context: GatewayRequestContext, accepts: Accepts) async -> Response {
+        do {
+            _ = try StatelessRequestRules.check(message) { name in request.headers[HTTPField.Name(name)!] }
+        } catch {
+            return HTTPResponses.rejection(error, id: message.id)
+        }
+        switch message.kind {
+        case .notification:
+            return HTTPResponses.accepted()
+        case .response, .errorResponse:
+            return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Invalid Request: 2026-07-28 clients do not send responses; answer input requests by retrying the request with inputResponses")
+        case .request:
+            break
+        }
+        guard let info = upstream.info else {
+            return HTTPResponses.json(failure(UpstreamError(upstream: upstream.config.name, kind: .notReady, detail: "it has not completed its handshake"), id: message.id))
+        }
+        switch message.method {
+        case "server/discover":
+            var meta = JSONObject()
+            meta[MetaKey.serverInfo] = .object(Self.serverInfo)
+            var result: JSONObject = [
+                "resultType": "complete",
+                "supportedVersions": .array(ProtocolVersion.allRawValues),
+                "capabilities": .object(info.capabilities),
+                "_meta": .object(meta),
+            ]
+            if let instructions = info.instructions { result["instructions"] = .string(instructions) }
+            return HTTPResponses.json(.response(id: message.id ?? .null, result: .object(result)))
+        case "ping":
+            return HTTPResponses.json(.response(id: message.id ?? .null, result: ["resultType": "complete"]))
+        case "subscriptions/listen":
+            return await listen(message, identity: context.identity, info: info, accepts: accepts)
+        default:
+            let owner = ChannelOwner(identity: context.identity.channelKey, downstreamSession: nil)
+            let channel: any UpstreamChannel
+            do {
+                channel = try await statelessChannel(for: owner)
+            } catch {
+                return HTTPResponses.json(failure(error, id: message.id))
+            }
+            return await forward(message, channel: channel, clientVersion: .v2026_07_28, accepts: accepts, retry: { [self] in
+                self.statelessChannels.discard(channel, owner: owner)
+                return try await self.statelessChannel(for: owner)
+            })
+        }
+    }
+
+    /// The pooled upstream channel of a stateless identity; its unsolicited messages feed the
+    /// listen streams.
+    private func statelessChannel(for owner: ChannelOwner) async throws -> any UpstreamChannel {
+        try await statelessChannels.channel(for: owner) { [upstream, hub, logger] in
+            let channel = try await upstream.channel(for: owner, client: .gateway)
+            channel.setUnsolicitedHandler { [weak channel] message in
+                if message.kind == .request, let id = message.id {
+                    // A 2026-07-28 client cannot be asked out of band (MRTR is not bridged yet).
+                    logger.notice("refusing a server-to-client request for a stateless client", metadata: ["method": "\(message.method ?? "")"])
+                    Task { try? await channel?.send(response: .error(id: id, code: JSONRPCErrorCode.methodNotFound, message: "the client is a 2026-07-28 client and cannot answer \(message.method ?? "this request") out of band")) }
+                } else {
+                    hub.publish(message)
+                }
+            }
+            return channel
+        }
+    }
+
+    private func listen(_ message: JSONRPCMessage, identity: Identity, info: UpstreamInfo, accepts: Accepts) async -> Response {
+        guard accepts.sse else {
+            return HTTPResponses.error(status: .notAcceptable, id: message.id, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Not Acceptable: subscriptions/listen answers with an SSE stream; accept text/event-stream")
+        }
+        let requested = NotificationHub.Filter(message.params?["notifications"]?.objectValue)
+        let filter = requested.honoured(by: info.capabilities)
+        let owner = ChannelOwner(identity: identity.channelKey, downstreamSession: nil)
+        if !info.version.isStateless {
+            // Make sure the identity's upstream session exists, so its stream feeds the hub.
+            do {
+                let channel = try await statelessChannel(for: owner)
+                for uri in filter.resourceSubscriptions {
+                    let subscribe = JSONRPCMessage.request(id: "listen-subscribe", method: "resources/subscribe", params: ["uri": .string(uri)])
+                    for try await _ in channel.send(request: subscribe) {}
+                }
+            } catch {
+                return HTTPResponses.json(failure(error, id: message.id))
+            }
+        }
+        let subscriptionID = message.id ?? .null
+        let frames = hub.add(filter, subscriptionID: subscriptionID, keepAlive: keepAlive)
+        let ack = NotificationHub.tag(
+            .notification(method: "notifications/subscriptions/acknowledged", params: ["notifications": .object(filter.json)]),
+            subscriptionID: subscriptionID)
+        let closing = NotificationHub.tag(.response(id: subscriptionID, result: ["resultType": "complete"]), subscriptionID: subscriptionID)
+        return HTTPResponses.sse { writer in
+            try await writer.writeSSE(ack)
+            for await frame in frames {
+                try await writer.write(ByteBuffer(bytes: frame))
+            }
+            // The gateway ended the subscription (shutdown): say so with a completion result.
+            try await writer.writeSSE(closing)
+            try await writer.finish(nil)
+        }
+    }
+
+    // MARK: Relaying
+
+    /// Forwards a request and relays what comes back: JSON when the first thing back is the
+    /// answer, an SSE stream (written as events arrive) when notifications come first.
+    private func forward(
+        _ message: JSONRPCMessage, channel: any UpstreamChannel, clientVersion: ProtocolVersion, accepts: Accepts,
+        retry: (@Sendable () async throws -> any UpstreamChannel)? = nil, onEnd: (@Sendable () -> Void)? = nil
+    ) async -> Response {
+        var channel = channel
+        var events = EventIterator(channel.send(request: message))
+        var first: UpstreamEvent?
+        do {
+            first = try await events.next()
+        } catch let error as UpstreamError where error.kind == .sessionExpired && retry != nil {
+            do {
+                channel = try await retry!()
+                events = EventIterator(channel.send(request: message))
+                first = try await events.next()
+            } catch {
+                onEnd?()
+                return HTTPResponses.json(failure(error, id: message.id))
+            }
+        } catch {
+            onEnd?()
+            return HTTPResponses.json(failure(error, id: message.id))
+        }
+        guard let first else {
+            onEnd?()
+            return HTTPResponses.json(failure(UpstreamError(upstream: upstream.config.name, kind: .protocolViolation, detail: "no answer"), id: message.id))
+        }
+        if case .response(let response) = first {
+            onEnd?()
+            return finalJSON(response, clientVersion: clientVersion)
+        }
+        let upstreamName = upstream.config.name
+        let logger = self.logger
+        let finalChannel = channel
+        if !accepts.sse {
+            // The client takes JSON only: drop what comes before the answer.
+            var pending: UpstreamEvent? = first
+            do {
+                while let event = pending {
+                    if case .response(let response) = event {
+                        onEnd?()
+                        return finalJSON(response, clientVersion: clientVersion)
+                    }
+                    if case .message(let m) = event, m.kind == .request { await refuse(m, on: finalChannel, reason: "the client accepts no event stream") }
+                    pending = try await events.next()
+                }
+            } catch {
+                onEnd?()
+                return HTTPResponses.json(failure(error, id: message.id))
+            }
+            onEnd?()
+            return HTTPResponses.json(failure(UpstreamError(upstream: upstreamName, kind: .protocolViolation, detail: "no answer"), id: message.id))
+        }
+        let box = IteratorBox(events)
+        return HTTPResponses.sse { [self] writer in
+            defer { onEnd?() }
+            var event: UpstreamEvent? = first
+            do {
+                while let current = event {
+                    switch current {
+                    case .message(let m):
+                        if m.kind == .request, clientVersion.isStateless {
+                            await refuse(m, on: finalChannel, reason: "2026-07-28 clients receive input requests via input_required results, which Gatehouse does not bridge yet")
+                        } else {
+                            try await writer.writeSSE(m)
+                        }
+                    case .response(let response):
+                        try await writer.writeSSE(VersionBridge.prepareResponse(response, client: clientVersion, upstreamName: upstreamName))
+                        try await writer.finish(nil)
+                        return
+                    }
+                    event = try await box.iterator.next()
+                }
+                try await writer.writeSSE(failure(UpstreamError(upstream: upstreamName, kind: .protocolViolation, detail: "no answer"), id: message.id))
+            } catch let error as UpstreamError {
+                try await writer.writeSSE(failure(error, id: message.id))
+            } catch {
+                // The client went away: dropping the iterator cancels the upstream request.
+                logger.debug("stream ended early", metadata: ["error": "\(error)"])
+                throw error
+            }
+            try await writer.finish(nil)
+        }
+    }
+
+    /// Forwards a request and waits for its answer only (batches).
+    private func collectResponse(_ message: JSONRPCMessage, channel: any UpstreamChannel, clientVersion: ProtocolVersion) async -> JSONRPCMessage {
+        do {
+            for try await event in channel.send(request: message) {
+                switch event {
+                case .response(let response):
+                    return VersionBridge.prepareResponse(response, client: clientVersion, upstreamName: upstream.config.name)
+                case .message(let m) where m.kind == .request:
+                    await refuse(m, on: channel, reason: "requests inside a batch cannot be answered")
+                case .message:
+                    continue
+                }
+            }
+            return failure(UpstreamError(upstream: upstream.config.name, kind: .protocolViolation, detail: "no answer"), id: message.id)
+        } catch {
+            return failure(error, id: message.id)
+        }
+    }
+
+    private func refuse(_ request: JSONRPCMessage, on channel: any UpstreamChannel, reason: String) async {
+        guard let id = request.id else { return }
+        logger.notice("refusing a server-to-client request", metadata: ["method": "\(request.method ?? "")", "reason": "\(reason)"])
+        try? await channel.send(response: .error(id: id, code: JSONRPCErrorCode.methodNotFound, message: "cannot relay \(request.method ?? "request"): \(reason)"))
+    }
+
+    private func finalJSON(_ response: JSONRPCMessage, clientVersion: ProtocolVersion) -> Response {
+        let translated = VersionBridge.prepareResponse(response, client: clientVersion, upstreamName: upstream.config.name)
+        // 2026-07-28: an unknown method is HTTP 404 with -32601.
+        if clientVersion.isStateless, translated.error?["code"]?.intValue == JSONRPCErrorCode.methodNotFound {
+            return HTTPResponses.json(translated, status: .notFound)
+        }
+        return HTTPResponses.json(translated)
+    }
+
+    /// The JSON-RPC error a client sees when the gateway could not get an answer.
+    func failure(_ error: any Error, id: JSONValue?) -> JSONRPCMessage {
+        if let error = error as? UpstreamError {
+            logger.warning("upstream failure", metadata: ["upstream": "\(error.upstream)", "reason": "\(error.reason)", "detail": "\(error.detail)"])
+            return .error(id: id, code: JSONRPCErrorCode.internalError, message: error.description,
+                          data: ["gatehouse": ["upstream": .string(error.upstream), "reason": .string(error.reason)]])
+        }
+        logger.error("internal error", metadata: ["error": "\(error)"])
+        return .error(id: id, code: JSONRPCErrorCode.internalError, message: "internal gateway error; see the gateway log")
+    }
+
+    // MARK: GET and DELETE
+
+    private func get(_ request: Request) async -> Response {
+        if let version = request.headers[.mcpProtocolVersion].flatMap(ProtocolVersion.init), version.isStateless {
+            return HTTPResponses.error(status: .methodNotAllowed, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Method Not Allowed: 2026-07-28 has no GET stream; use subscriptions/listen")
+        }
+        guard let sessionID = request.headers[.mcpSessionID] else {
+            return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Bad Request: GET opens a session's stream and needs the Mcp-Session-Id header")
+        }
+        guard let session = sessions.get(sessionID) else { return sessionNotFound(nil) }
+        guard Accepts(request.headers[.accept]).sse else {
+            return HTTPResponses.error(status: .notAcceptable, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Not Acceptable: the GET stream is text/event-stream")
+        }
+        let frames = session.openStream(keepAlive: keepAlive)
+        return HTTPResponses.sse { writer in
+            for await frame in frames {
+                try await writer.write(ByteBuffer(bytes: frame))
+            }
+            try await writer.finish(nil)
+        }
+    }
+
+    private func delete(_ request: Request) async -> Response {
+        guard let sessionID = request.headers[.mcpSessionID] else {
+            if let version = request.headers[.mcpProtocolVersion].flatMap(ProtocolVersion.init), version.isStateless {
+                return HTTPResponses.error(status: .methodNotAllowed, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                           message: "Method Not Allowed: 2026-07-28 has no sessions to delete")
+            }
+            return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
+                                       message: "Bad Request: DELETE ends a session and needs the Mcp-Session-Id header")
+        }
+        guard let session = sessions.remove(sessionID) else { return sessionNotFound(nil) }
+        await end(session)
+        return Response(status: .noContent)
+    }
+
+    func end(_ session: DownstreamSession) async {
+        session.closeStream()
+        await session.channel.close()
+        logger.info("session ended")
+    }
+
+    /// Ends idle sessions; called periodically.
+    func expireIdleSessions() async {
+        for session in sessions.removeIdle(longerThan: .seconds(config.sessions.idleTimeoutSeconds)) {
+            await end(session)
+        }
+    }
+
+    /// Ends long-lived streams so graceful shutdown does not wait on them.
+    func closeStreams() {
+        hub.closeAll()
+        for session in sessions.all() { session.closeStream() }
+    }
+
+    func shutdown() async {
+        closeStreams()
+        for session in sessions.removeAll() { await end(session) }
+        for channel in statelessChannels.removeAll() { await channel.close() }
+    }
+}
+
+/// The iterator of an upstream event stream, carried into the response body writer. It is used
+/// by one task at a time: first the handler, then the body writer.
+final class IteratorBox: @unchecked Sendable {
+    var iterator: EventIterator
+    init(_ iterator: EventIterator) { self.iterator = iterator }
+}
+
+struct EventIterator {
+    private var base: AsyncThrowingStream<UpstreamEvent, any Error>.AsyncIterator
+    init(_ stream: AsyncThrowingStream<UpstreamEvent, any Error>) { base = stream.makeAsyncIterator() }
+    mutating func next() async throws -> UpstreamEvent? { try await base.next() }
+}
+
+/// Pooled upstream channels of stateless clients, one per identity.
+final class StatelessChannels: @unchecked Sendable {
+    private let lock = NSLock()
+    private var channels: [String: any UpstreamChannel] = [:]
+
+    func channel(for owner: ChannelOwner, make: @Sendable () async throws -> any UpstreamChannel) async throws -> any UpstreamChannel {
+        if let existing = lock.withLock({ channels[owner.identity] }) { return existing }
+        let channel = try await make()
+        let winner = lock.withLock { () -> any UpstreamChannel in
+            if let existing = channels[owner.identity] { return existing }
+            channels[owner.identity] = channel
+            return channel
+        }
+        if winner !== channel { await channel.close() }
+        return winner
+    }
+
+    func discard(_ channel: any UpstreamChannel, owner: ChannelOwner) {
+        lock.withLock {
+            if let current = channels[owner.identity], current === channel { channels[owner.identity] = nil }
+        }
+    }
+
+    func removeAll() -> [any UpstreamChannel] {
+        lock.withLock {
+            defer { channels = [:] }
+            return Array(channels.values)
+        }
+    }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import GatehouseConfig
+import Logging
+import MCPWire
+
+/// A channel to a Streamable HTTP upstream: either one upstream session (session-era upstream)
+/// or stateless requests carrying `_meta` (2026-07-28 upstream).
+final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
+    let transport: HTTPTransport
+    let info: UpstreamInfo
+    let client: ClientDescription
+    let sessionID: String?
+    let requestTimeout: Double
+    private let lock = NSLock()
+    private var nextID = 1
+    private var unsolicited: (@Sendable (JSONRPCMessage) -> Void)?
+    private var listenTask: Task<Void, Never>?
+    private var closed = false
+
+    init(transport: HTTPTransport, info: UpstreamInfo, client: ClientDescription, sessionID: String?, requestTimeout: Double) {
+        self.transport = transport
+        self.info = info
+        self.client = client
+        self.sessionID = sessionID
+        self.requestTimeout = requestTimeout
+    }
+
+    /// Runs the session-era handshake and returns a channel bound to the new upstream session.
+    static func initialize(transport: HTTPTransport, client: ClientDescription, requestTimeout: Double) async throws -> HTTPChannel {
+        let version = ProtocolVersion.latestSessionEra
+        let request = JSONRPCMessage.request(id: 0, method: "initialize", params: [
+            "protocolVersion": .string(version.rawValue),
+            "capabilities": .object(client.capabilities),
+            "clientInfo": .object(client.clientInfo),
+        ])
+        let box = Box<JSONRPCMessage?>(nil)
+        let head = try await withTimeout(requestTimeout, upstream: transport.serverName) {
+            try await transport.post(request, sessionID: nil, version: version) { message in
+                if message.isResponse, message.id == .int(0) {
+                    box.value = message
+                    return false
+                }
+                return true
+            }
+        }
+        guard let answer = box.value else {
+            throw UpstreamError(upstream: transport.serverName, kind: .protocolViolation, detail: "no answer to initialize")
+        }
+        guard answer.kind == .response, let result = answer.result?.objectValue else {
+            let message = answer.error?["message"]?.stringValue ?? "unknown error"
+            throw UpstreamError(upstream: transport.serverName, kind: .unavailable, detail: "initialize failed: \(message)")
+        }
+        guard let negotiated = result["protocolVersion"]?.stringValue.flatMap(ProtocolVersion.init), !negotiated.isStateless else {
+            throw UpstreamError(upstream: transport.serverName, kind: .protocolViolation,
+                                detail: "it chose protocol version \(result["protocolVersion"].map(JSONWriter.string) ?? "none"), which Gatehouse does not speak")
+        }
+        let info = UpstreamInfo(
+            version: negotiated, capabilities: result["capabilities"]?.objectValue ?? [:],
+            serverInfo: result["serverInfo"]?.objectValue, instructions: result["instructions"]?.stringValue)
+        let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: head.sessionID, requestTimeout: requestTimeout)
+        try await transport.post(.notification(method: "notifications/initialized", params: nil), sessionID: head.sessionID, version: negotiated) { _ in true }
+        channel.startListening()
+        return channel
+    }
+
+    /// Asks a 2026-07-28 upstream `server/discover`. Returns nil if it is not a stateless server.
+    static func discover(transport: HTTPTransport, requestTimeout: Double) async throws -> UpstreamInfo? {
+        var discover = JSONRPCMessage.request(id: 0, method: "server/discover", params: [:])
+        VersionBridge.prepareRequest(&discover, upstream: .v2026_07_28, client: .gateway)
+        let request = discover
+        let box = Box<JSONRPCMessage?>(nil)
+        do {
+            try await withTimeout(requestTimeout, upstream: transport.serverName) {
+                try await transport.post(request, sessionID: nil, version: .v2026_07_28) { message in
+                    if message.isResponse {
+                        box.value = message
+                        return false
+                    }
+                    return true
+                }
+            }
+        } catch let error as UpstreamError where error.kind == .unavailable && error.detail.hasPrefix("it answered HTTP") {
+            return nil  // a session-era server refusing the unknown request: fall back to initialize
+        }
+        guard let answer = box.value, answer.kind == .response, let result = answer.result?.objectValue,
+            let versions = result["supportedVersions"]?.arrayValue, versions.contains(.string(ProtocolVersion.v2026_07_28.rawValue))
+        else { return nil }
+        return UpstreamInfo(
+            version: .v2026_07_28, capabilities: result["capabilities"]?.objectValue ?? [:],
+            serverInfo: result["_meta"]?[MetaKey.serverInfo]?.objectValue ?? result["serverInfo"]?.objectValue,
+            instructions: result["instructions"]?.stringValue)
+    }
+
+    private func startListening() {
+        let task = Task { [weak self] in
+            var delay = 0.5
+            while !Task.isCancelled {
+                guard let self else { return }
+                do {
+                    let offered = try await self.transport.listen(sessionID: self.sessionID, version: self.info.version) { [weak self] message in
+                        self?.deliverUnsolicited(message)
+                    }
+                    if !offered { return }
+                    delay = 0.5
+                } catch {
+                    if Task.isCancelled { return }
+                }
+                try? await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 30)
+            }
+        }
+        lock.withLock { listenTask = task }
+    }
+
+    private func deliverUnsolicited(_ message: JSONRPCMessage) {
+        let handler = lock.withLock { unsolicited }
+        if let handler {
+            handler(message)
+        } else if message.kind == .request, let id = message.id {
+            // Nobody to ask: refuse, so the upstream does not wait forever.
+            Task { try? await self.send(response: .error(id: id, code: JSONRPCErrorCode.methodNotFound, message: "no client is connected to answer this request")) }
+        }
+    }
+
+    func setUnsolicitedHandler(_ handler: @escaping @Sendable (JSONRPCMessage) -> Void) {
+        lock.withLock { unsolicited = handler }
+    }
+
+    func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<UpstreamEvent, any Error>.makeStream()
+        var message = request
+        let originalID = message.id ?? .null
+        let upstreamID = lock.withLock { () -> Int in
+            defer { nextID += 1 }
+            return nextID
+        }
+        message.id = .int(upstreamID)
+        VersionBridge.prepareRequest(&message, upstream: info.version, client: client)
+        let outgoing = message
+        let task = Task {
+            do {
+                let answered = Box(false)
+                try await withTimeout(self.requestTimeout, upstream: self.transport.serverName) {
+                    try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version) { incoming in
+                        if incoming.isResponse, incoming.id == .int(upstreamID) {
+                            var response = incoming
+                            response.id = originalID
+                            continuation.yield(.response(response))
+                            answered.value = true
+                            return false
+                        }
+                        continuation.yield(.message(incoming))
+                        return true
+                    }
+                }
+                if answered.value {
+                    continuation.finish()
+                } else {
+                    continuation.finish(throwing: UpstreamError(upstream: self.transport.serverName, kind: .protocolViolation, detail: "it closed the stream without answering"))
+                }
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { [weak self] termination in
+            guard case .cancelled = termination else { return }
+            task.cancel()
+            // Session-era upstreams learn of cancellation by notification; stateless ones by
+            // the closed connection.
+            guard let self, !self.info.version.isStateless else { return }
+            Task {
+                try? await self.send(notification: .notification(method: "notifications/cancelled", params: [
+                    "requestId": .int(upstreamID), "reason": "the client cancelled the request",
+                ]))
+            }
+        }
+        return stream
+    }
+
+    func send(notification: JSONRPCMessage) async throws {
+        // 2026-07-28 defines no client notifications over HTTP: cancellation is a closed stream.
+        guard !info.version.isStateless else { return }
+        try await withTimeout(requestTimeout, upstream: transport.serverName) {
+            try await self.transport.post(notification, sessionID: self.sessionID, version: self.info.version) { _ in true }
+        }
+    }
+
+    func send(response: JSONRPCMessage) async throws {
+        try await withTimeout(requestTimeout, upstream: transport.serverName) {
+            try await self.transport.post(response, sessionID: self.sessionID, version: self.info.version) { _ in true }
+        }
+    }
+
+    func close() async {
+        let task = lock.withLock { () -> Task<Void, Never>? in
+            guard !closed else { return nil }
+            closed = true
+            return listenTask
+        }
+        task?.cancel()
+        if let sessionID { await transport.delete(sessionID: sessionID, version: info.version) }
+    }
+}
+
+/// Runs `body`, failing with an upstream timeout after `seconds`.
+@discardableResult
+func withTimeout<T: Sendable>(_ seconds: Double, upstream: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            throw UpstreamError(upstream: upstream, kind: .timeout, detail: "no answer within \(formatSeconds(seconds))")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+}
+
+/// A mutable cell handed between a request and the callback that fills it (used sequentially).
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,160 @@
+import AsyncHTTPClient
+import Foundation
+import GatehouseConfig
+import Logging
+import MCPWire
+import NIOCore
+import NIOHTTP1
+
+/// Streamable HTTP, client side: one POST per message, answers read as JSON or as an SSE stream
+/// whose events are handed over as they arrive.
+struct HTTPTransport: Sendable {
+    let serverName: String
+    let url: String
+    let headers: [(name: String, value: Secret)]
+    let client: HTTPClient
+    let logger: Logger
+    static let maxJSONBody = 32 << 20
+
+    struct Head: Sendable {
+        var status: Int
+        var sessionID: String?
+    }
+
+    /// Posts one message. `onMessage` gets each message of the answer in order and returns
+    /// false to stop reading (the final response arrived). Upstream HTTP errors whose body is a
+    /// JSON-RPC error are delivered as messages; other failures throw `UpstreamError`.
+    @discardableResult
+    func post(
+        _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion,
+        onMessage: (JSONRPCMessage) async throws -> Bool
+    ) async throws -> Head {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: "application/json, text/event-stream")
+        addCommonHeaders(&request, sessionID: sessionID, version: version)
+        if version.isStateless, let method = message.method {
+            request.headers.add(name: MCPHeader.method, value: method)
+            if let field = StatelessRequestRules.nameField(for: method), let name = message.params?[field]?.stringValue {
+                request.headers.add(name: MCPHeader.name, value: StatelessRequestRules.encodeHeaderValue(name))
+            }
+        }
+        request.body = .bytes(ByteBuffer(bytes: message.bytes))
+        let response = try await execute(request)
+        let head = Head(status: Int(response.status.code), sessionID: response.headers.first(name: MCPHeader.sessionID))
+        if response.status == .accepted { return head }
+        if response.status == .notFound, sessionID != nil {
+            throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "HTTP 404 for its session")
+        }
+        let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
+        if contentType.hasPrefix("text/event-stream"), response.status == .ok {
+            var parser = SSEParser()
+            do {
+                for try await chunk in response.body {
+                    for event in try parser.feed(chunk.readableBytesView) where event.event == nil || event.event == "message" {
+                        guard !event.data.isEmpty else { continue }
+                        let message = try decode(Array(event.data.utf8))
+                        if try await !onMessage(message) { return head }
+                    }
+                }
+            } catch let error as UpstreamError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                logger.warning("upstream stream failed", metadata: ["upstream": "\(serverName)", "error": "\(error)"])
+                throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "the response stream broke off")
+            }
+            return head
+        }
+        let body: ByteBuffer
+        do {
+            body = try await response.body.collect(upTo: Self.maxJSONBody)
+        } catch {
+            throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body could not be read")
+        }
+        let bytes = Array(body.readableBytesView)
+        if (200..<300).contains(response.status.code) || contentType.hasPrefix("application/json") {
+            if let value = try? JSONParser.parse(bytes, maxDepth: 256) {
+                for message in try messages(in: value) where try await !onMessage(message) { return head }
+                return head
+            }
+        }
+        guard (200..<300).contains(response.status.code) else {
+            logger.debug("upstream HTTP error", metadata: ["upstream": "\(serverName)", "status": "\(response.status.code)"])
+            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "it answered HTTP \(response.status.code)")
+        }
+        throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response is not JSON-RPC")
+    }
+
+    /// Opens the session-era standalone GET stream and hands over its messages until it ends.
+    /// Returns false if the server does not offer one (405).
+    func listen(sessionID: String?, version: ProtocolVersion, onMessage: (JSONRPCMessage) async -> Void) async throws -> Bool {
+        var request = HTTPClientRequest(url: url)
+        request.method = .GET
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        addCommonHeaders(&request, sessionID: sessionID, version: version)
+        let response = try await client.execute(request, timeout: .hours(24 * 365))
+        guard response.status == .ok else { return false }
+        var parser = SSEParser()
+        for try await chunk in response.body {
+            for event in try parser.feed(chunk.readableBytesView) where !event.data.isEmpty {
+                if let message = try? decode(Array(event.data.utf8)) { await onMessage(message) }
+            }
+        }
+        return true
+    }
+
+    /// Ends a session (DELETE), best effort.
+    func delete(sessionID: String, version: ProtocolVersion) async {
+        var request = HTTPClientRequest(url: url)
+        request.method = .DELETE
+        addCommonHeaders(&request, sessionID: sessionID, version: version)
+        _ = try? await client.execute(request, timeout: .seconds(5))
+    }
+
+    private func addCommonHeaders(_ request: inout HTTPClientRequest, sessionID: String?, version: ProtocolVersion) {
+        if version.hasVersionHeader { request.headers.add(name: MCPHeader.protocolVersion, value: version.rawValue) }
+        if let sessionID { request.headers.add(name: MCPHeader.sessionID, value: sessionID) }
+        for header in headers { request.headers.add(name: header.name, value: header.value.value) }
+    }
+
+    private func execute(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
+        do {
+            return try await client.execute(request, timeout: .hours(24))
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            logger.warning("upstream request failed", metadata: ["upstream": "\(serverName)", "error": "\(error)"])
+            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: Self.describe(error))
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        let text = String(describing: error)
+        if text.contains("connectTimeout") { return "connecting timed out" }
+        if text.contains("refused") || text.contains("connectionRefused") || text.contains("ECONNREFUSED") { return "connection refused" }
+        if text.contains("remoteConnectionClosed") { return "the connection was closed" }
+        return "the request failed"
+    }
+
+    private func decode(_ bytes: [UInt8]) throws -> JSONRPCMessage {
+        do {
+            return try JSONRPCMessage(validating: try JSONParser.parse(bytes, maxDepth: 256))
+        } catch {
+            throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "\(error)")
+        }
+    }
+
+    private func messages(in value: JSONValue) throws -> [JSONRPCMessage] {
+        do {
+            if case .array(let items) = value { return try items.map { try JSONRPCMessage(validating: $0) } }
+            return [try JSONRPCMessage(validating: value)]
+        } catch {
+            throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "\(error)")
+        }
+    }
+}

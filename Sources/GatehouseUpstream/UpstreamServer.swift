@@ -1,0 +1,110 @@
+import AsyncHTTPClient
+import Foundation
+import GatehouseConfig
+import Logging
+import MCPWire
+
+/// One configured upstream MCP server: connects to it (HTTP or stdio), learns its revision and
+/// capabilities, and hands out channels to it on behalf of clients.
+///
+/// Channels and identities (design note): a session-era client gets its own upstream session
+/// (HTTP), created with that client's own capabilities so sampling, elicitation and roots reach
+/// the right client. Stateless clients share one pooled upstream session per identity, never
+/// across identities. A stateless upstream needs no sessions at all. Stdio servers are one
+/// shared process (see `StdioUpstream`).
+public final class UpstreamServer: @unchecked Sendable {
+    public let config: ServerConfig
+    let logger: Logger
+    private let backend: Backend
+    private let lock = NSLock()
+    private var probed: UpstreamInfo?
+    private var stopped = false
+
+    enum Backend {
+        case http(HTTPTransport)
+        case stdio(StdioUpstream)
+    }
+
+    public init(config: ServerConfig, httpClient: HTTPClient, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        switch config.transport {
+        case .http(let http):
+            backend = .http(HTTPTransport(serverName: config.name, url: http.url, headers: http.headers, client: httpClient, logger: logger))
+        case .stdio(let stdio):
+            backend = .stdio(StdioUpstream(name: config.name, stdio: stdio, timeouts: config.timeouts, logger: logger))
+        }
+    }
+
+    /// What the upstream said about itself; nil until it has been reached.
+    public var info: UpstreamInfo? {
+        switch backend {
+        case .http: return lock.withLock { probed }
+        case .stdio(let stdio): return stdio.currentInfo
+        }
+    }
+
+    public var isReady: Bool { info != nil }
+
+    /// Connects for the first time, retrying with backoff until it works or `shutdown` is called.
+    public func start() async {
+        var delay = 0.25
+        while !Task.isCancelled, !lock.withLock({ stopped }) {
+            do {
+                let info = try await connect()
+                logger.info("upstream ready", metadata: [
+                    "upstream": "\(config.name)", "protocol": "\(info.version)",
+                    "server": "\(info.serverInfo?["name"]?.stringValue ?? "?")",
+                ])
+                return
+            } catch {
+                logger.warning("upstream not reachable yet", metadata: ["upstream": "\(config.name)", "error": "\(error)", "retry_in": "\(delay)s"])
+                if case .stdio = backend { return }  // StdioUpstream restarts by itself
+            }
+            try? await Task.sleep(for: .seconds(delay))
+            delay = min(delay * 2, 10)
+        }
+    }
+
+    private func connect() async throws -> UpstreamInfo {
+        switch backend {
+        case .stdio(let stdio):
+            return try await stdio.start()
+        case .http(let transport):
+            let timeout = config.timeouts.requestSeconds
+            if let info = try await HTTPChannel.discover(transport: transport, requestTimeout: timeout) {
+                lock.withLock { probed = info }
+                return info
+            }
+            // A session-era server: one handshake to learn its capabilities, then end that session.
+            let channel = try await HTTPChannel.initialize(transport: transport, client: .gateway, requestTimeout: timeout)
+            lock.withLock { probed = channel.info }
+            await channel.close()
+            return channel.info
+        }
+    }
+
+    /// A new channel for a client; close it when done. For a session-era HTTP upstream each
+    /// channel is its own upstream session, so callers pool channels of stateless clients per
+    /// identity (never across identities).
+    public func channel(for owner: ChannelOwner, client: ClientDescription) async throws -> any UpstreamChannel {
+        guard let info else {
+            throw UpstreamError(upstream: config.name, kind: .notReady, detail: "it has not completed its handshake")
+        }
+        switch backend {
+        case .stdio(let stdio):
+            return try stdio.openChannel()
+        case .http(let transport):
+            let timeout = config.timeouts.requestSeconds
+            if info.version.isStateless {
+                return HTTPChannel(transport: transport, info: info, client: client, sessionID: nil, requestTimeout: timeout)
+            }
+            return try await HTTPChannel.initialize(transport: transport, client: client, requestTimeout: timeout)
+        }
+    }
+
+    public func shutdown() async {
+        lock.withLock { stopped = true }
+        if case .stdio(let stdio) = backend { await stdio.stop() }
+    }
+}

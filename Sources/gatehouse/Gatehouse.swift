@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import GatehouseConfig
+import GatehouseServer
+import Logging
+
+@main
+struct Gatehouse: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatehouse",
+        abstract: "An MCP gateway: one safe endpoint in front of your MCP servers.",
+        version: "0.1.0",
+        subcommands: [Serve.self, Validate.self, PolicyCommand.self])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve MCP Streamable HTTP in front of the configured upstream.")
+
+    @Option(name: .shortAndLong, help: "The config file (YAML manifests).")
+    var config: String
+
+    @Option(help: "Address to bind (overrides spec.listen.bind).")
+    var bind: String?
+
+    @Option(help: "Port to listen on (overrides spec.listen.port; 0 picks a free port).")
+    var port: Int?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        var gatewayConfig: GatewayConfig
+        do {
+            gatewayConfig = try ConfigLoader().load(path: config)
+        } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+        if let bind { gatewayConfig.listen.bind = bind }
+        if let port {
+            guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+            gatewayConfig.listen.port = port
+        }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "gatehouse")
+        try await Gateway(config: gatewayConfig, logger: logger).run()
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a config file and print every problem with file:line:column.")
+
+    @Argument(help: "The config file to check.")
+    var file: String
+
+    func run() throws {
+        do {
+            let config = try ConfigLoader().load(path: file)
+            print("\(file): OK (gateway '\(config.name)', upstream '\(config.upstream.name)')")
+        } catch {
+            print(error.description)
+            throw ExitCode(1)
+        }
+    }
+}
