@@ -34,9 +34,10 @@ public struct ConfigLoader: Sendable {
 
     public func load(yaml text: String, file: String) throws(ConfigError) -> GatewayConfig {
         var reader = DocumentReader(file: file, loader: self)
-        let nodes: [Node]
+        var nodes: [Node] = []
         do {
-            nodes = Array(try Yams.compose_all(yaml: text))
+            let parser = try Parser(yaml: text)
+            while let node = try parser.nextRoot() { nodes.append(node) }
         } catch let error as YamlError {
             throw ConfigError([reader.yamlDiagnostic(error)])
         } catch {

@@ -294,6 +294,9 @@ final class MCPEndpoint: Sendable {
                 "supportedVersions": .array(ProtocolVersion.allRawValues),
                 "capabilities": .object(info.capabilities),
                 "_meta": .object(meta),
+                // Capabilities change with the upstream and (later) with policy: do not share.
+                "ttlMs": 0,
+                "cacheScope": "private",
             ]
             if let instructions = info.instructions { result["instructions"] = .string(instructions) }
             return HTTPResponses.json(.response(id: message.id ?? .null, result: .object(result)))
@@ -403,7 +406,7 @@ final class MCPEndpoint: Sendable {
         }
         if case .response(let response) = first {
             onEnd?()
-            return finalJSON(response, clientVersion: clientVersion)
+            return finalJSON(response, clientVersion: clientVersion, method: message.method)
         }
         let upstreamName = upstream.config.name
         let logger = self.logger
@@ -415,7 +418,7 @@ final class MCPEndpoint: Sendable {
                 while let event = pending {
                     if case .response(let response) = event {
                         onEnd?()
-                        return finalJSON(response, clientVersion: clientVersion)
+                        return finalJSON(response, clientVersion: clientVersion, method: message.method)
                     }
                     if case .message(let m) = event, m.kind == .request { await refuse(m, on: finalChannel, reason: "the client accepts no event stream") }
                     pending = try await events.next()
@@ -441,7 +444,7 @@ final class MCPEndpoint: Sendable {
                             try await writer.writeSSE(m)
                         }
                     case .response(let response):
-                        try await writer.writeSSE(VersionBridge.prepareResponse(response, client: clientVersion, upstreamName: upstreamName))
+                        try await writer.writeSSE(VersionBridge.prepareResponse(response, client: clientVersion, method: message.method, upstreamName: upstreamName))
                         try await writer.finish(nil)
                         return
                     }
@@ -465,7 +468,7 @@ final class MCPEndpoint: Sendable {
             for try await event in channel.send(request: message) {
                 switch event {
                 case .response(let response):
-                    return VersionBridge.prepareResponse(response, client: clientVersion, upstreamName: upstream.config.name)
+                    return VersionBridge.prepareResponse(response, client: clientVersion, method: message.method, upstreamName: upstream.config.name)
                 case .message(let m) where m.kind == .request:
                     await refuse(m, on: channel, reason: "requests inside a batch cannot be answered")
                 case .message:
@@ -484,8 +487,8 @@ final class MCPEndpoint: Sendable {
         try? await channel.send(response: .error(id: id, code: JSONRPCErrorCode.methodNotFound, message: "cannot relay \(request.method ?? "request"): \(reason)"))
     }
 
-    private func finalJSON(_ response: JSONRPCMessage, clientVersion: ProtocolVersion) -> Response {
-        let translated = VersionBridge.prepareResponse(response, client: clientVersion, upstreamName: upstream.config.name)
+    private func finalJSON(_ response: JSONRPCMessage, clientVersion: ProtocolVersion, method: String?) -> Response {
+        let translated = VersionBridge.prepareResponse(response, client: clientVersion, method: method, upstreamName: upstream.config.name)
         // 2026-07-28: an unknown method is HTTP 404 with -32601.
         if clientVersion.isStateless, translated.error?["code"]?.intValue == JSONRPCErrorCode.methodNotFound {
             return HTTPResponses.json(translated, status: .notFound)

@@ -29,18 +29,27 @@ public enum VersionBridge {
         }
     }
 
+    /// Methods whose 2026-07-28 results must say how long they may be cached.
+    static let cacheableMethods: Set<String> = [
+        "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
+    ]
+
     /// Rewrites a final response for the client's revision. Returns an error response instead
-    /// when the result cannot be expressed in the client's revision.
-    public static func prepareResponse(_ message: JSONRPCMessage, client: ProtocolVersion, upstreamName: String) -> JSONRPCMessage {
+    /// when the result cannot be expressed in the client's revision. `method` is the request's.
+    public static func prepareResponse(_ message: JSONRPCMessage, client: ProtocolVersion, method: String?, upstreamName: String) -> JSONRPCMessage {
         guard message.kind == .response, case .object(var result)? = message.result else { return message }
         if client.isStateless {
-            if result["resultType"] == nil {
-                result["resultType"] = "complete"
-                var copy = message
-                copy.object["result"] = .object(result)
-                return copy
+            guard result["resultType"] == nil else { return message }
+            result["resultType"] = "complete"
+            // A session-era upstream says nothing about caching: the safe answer is "do not
+            // cache, and never share across callers".
+            if let method, cacheableMethods.contains(method), result["ttlMs"] == nil {
+                result["ttlMs"] = 0
+                result["cacheScope"] = "private"
             }
-            return message
+            var copy = message
+            copy.object["result"] = .object(result)
+            return copy
         }
         if result["resultType"]?.stringValue == "input_required" {
             return JSONRPCMessage.error(

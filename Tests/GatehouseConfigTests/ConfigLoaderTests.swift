@@ -7,7 +7,7 @@ struct ConfigLoaderTests {
         environment: { ["UPSTREAM_TOKEN": "s3cret"][$0] },
         readFile: { ["/secrets/key": "from-file\n"][$0] })
 
-    let valid = """
+    let validYAML = """
         apiVersion: gatehouse.dev/v1alpha1
         kind: Gateway
         metadata:
@@ -33,8 +33,8 @@ struct ConfigLoaderTests {
         """
 
     @Test("a valid file becomes a snapshot with defaults filled in")
-    func valid() throws {
-        let config = try loader.load(yaml: valid, file: "g.yaml")
+    func validFile() throws {
+        let config = try loader.load(yaml: validYAML, file: "g.yaml")
         #expect(config.name == "local")
         #expect(config.listen.bind == "0.0.0.0")
         #expect(config.listen.port == 9090)
@@ -91,7 +91,7 @@ struct ConfigLoaderTests {
 
     @Test("references to undefined servers name the ones that exist")
     func badReference() {
-        let yaml = valid.replacingOccurrences(of: "upstream: demo", with: "upstream: nope")
+        let yaml = validYAML.replacingOccurrences(of: "upstream: demo", with: "upstream: nope")
         #expect(throws: ConfigError.self) { try loader.load(yaml: yaml, file: "g.yaml") }
         do { _ = try loader.load(yaml: yaml, file: "g.yaml") } catch {
             #expect(error.description.contains("MCPServer 'nope', which is not defined"))

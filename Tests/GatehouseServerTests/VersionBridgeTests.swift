@@ -28,11 +28,15 @@ struct VersionBridgeTests {
     @Test("stateless clients get resultType; session clients cannot get input_required")
     func results() throws {
         let plain = try request(#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#)
-        let modern = VersionBridge.prepareResponse(plain, client: .v2026_07_28, upstreamName: "demo")
+        let modern = VersionBridge.prepareResponse(plain, client: .v2026_07_28, method: "tools/list", upstreamName: "demo")
         #expect(modern.result?["resultType"] == "complete")
-        #expect(VersionBridge.prepareResponse(plain, client: .v2025_11_25, upstreamName: "demo") == plain)
+        #expect(modern.result?["ttlMs"] == 0)
+        #expect(modern.result?["cacheScope"] == "private")
+        let call = VersionBridge.prepareResponse(plain, client: .v2026_07_28, method: "tools/call", upstreamName: "demo")
+        #expect(call.result?["ttlMs"] == nil)
+        #expect(VersionBridge.prepareResponse(plain, client: .v2025_11_25, method: "tools/list", upstreamName: "demo") == plain)
         let input = try request(#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{}}}"#)
-        let legacy = VersionBridge.prepareResponse(input, client: .v2025_06_18, upstreamName: "demo")
+        let legacy = VersionBridge.prepareResponse(input, client: .v2025_06_18, method: "tools/call", upstreamName: "demo")
         #expect(legacy.kind == .errorResponse)
         #expect(legacy.error?["message"]?.stringValue?.contains("demo") == true)
     }

@@ -27,11 +27,11 @@ struct JSONRPCTests {
     }
 
     @Test("an invalid request still reports its id")
-    func idKept() {
+    func idKept() throws {
         do {
             _ = try message(#"{"jsonrpc":"2.0","id":7,"method":5}"#)
             Issue.record("expected an error")
-        } catch {
+        } catch let error as JSONRPCEnvelopeError {
             #expect(error.id == .number("7"))
         }
     }

@@ -32,7 +32,7 @@ struct StatelessRulesTests {
             do {
                 _ = try StatelessRequestRules.check(try call(), header: headers(hs))
                 Issue.record("expected a rejection for \(hs)")
-            } catch {
+            } catch let error as WireRejection {
                 #expect(error.code == -32020)
                 #expect(error.httpStatus == 400)
             }
@@ -46,7 +46,7 @@ struct StatelessRulesTests {
                 "MCP-Protocol-Version": "1900-01-01", "Mcp-Method": "tools/call", "Mcp-Name": "echo",
             ]))
             Issue.record("expected a rejection")
-        } catch {
+        } catch let error as WireRejection {
             #expect(error.code == -32022)
             #expect(error.data?["supported"]?.arrayValue?.contains("2026-07-28") == true)
             #expect(error.data?["requested"] == "1900-01-01")
