@@ -13,6 +13,8 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     let requestTimeout: Double
     private let lock = NSLock()
     private var nextID = 1
+    /// The client's request id -> Gatehouse's id upstream, for cancellation.
+    private var inFlight: [String: Int] = [:]
     private var unsolicited: (@Sendable (JSONRPCMessage) -> Void)?
     private var listenTask: Task<Void, Never>?
     private var closed = false
@@ -135,9 +137,16 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             return nextID
         }
         message.id = .int(upstreamID)
+        // Progress tokens are unique per upstream session only if Gatehouse makes them so:
+        // stateless clients of one identity share a session and may reuse tokens.
+        let upstreamToken = JSONValue.string("gh-\(upstreamID)")
+        let clientToken = message.replaceProgressToken(with: upstreamToken)
         VersionBridge.prepareRequest(&message, upstream: info.version, client: client)
         let outgoing = message
+        let key = request.id?.idKey ?? ""
+        lock.withLock { inFlight[key] = upstreamID }
         let task = Task {
+            defer { _ = self.lock.withLock { self.inFlight.removeValue(forKey: key) } }
             do {
                 let answered = Box(false)
                 try await withTimeout(self.requestTimeout, upstream: self.transport.serverName) {
@@ -148,6 +157,12 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
                             continuation.yield(.response(response))
                             answered.value = true
                             return false
+                        }
+                        if let clientToken, incoming.method == "notifications/progress",
+                            incoming.params?[MetaKey.progressToken] == upstreamToken
+                        {
+                            continuation.yield(.message(incoming.withProgressToken(clientToken)))
+                            return true
                         }
                         continuation.yield(.message(incoming))
                         return true
@@ -180,8 +195,17 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     func send(notification: JSONRPCMessage) async throws {
         // 2026-07-28 defines no client notifications over HTTP: cancellation is a closed stream.
         guard !info.version.isStateless else { return }
+        var outgoing = notification
+        if notification.method == "notifications/cancelled" {
+            // The client names its own request id; upstream knows Gatehouse's.
+            guard let clientID = notification.params?["requestId"], let upstreamID = lock.withLock({ inFlight[clientID.idKey] }) else { return }
+            var params = notification.params ?? [:]
+            params["requestId"] = .int(upstreamID)
+            outgoing.params = params
+        }
+        let message = outgoing
         try await withTimeout(requestTimeout, upstream: transport.serverName) {
-            try await self.transport.post(notification, sessionID: self.sessionID, version: self.info.version) { _ in true }
+            try await self.transport.post(message, sessionID: self.sessionID, version: self.info.version) { _ in true }
         }
     }
 

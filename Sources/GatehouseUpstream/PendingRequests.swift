@@ -25,14 +25,8 @@ final class PendingRequests: @unchecked Sendable {
         nextID += 1
         var entry = Entry(originalID: message.id ?? .null, continuation: continuation, progressToken: nil, order: id)
         message.id = .int(id)
-        if rewriteProgressToken, var params = message.params, var meta = params["_meta"]?.objectValue,
-            let token = meta[MetaKey.progressToken]
-        {
-            let upstreamToken = "gh-\(id)"
-            entry.progressToken = (upstreamToken, token)
-            meta[MetaKey.progressToken] = .string(upstreamToken)
-            params["_meta"] = .object(meta)
-            message.params = params
+        if rewriteProgressToken, let token = message.replaceProgressToken(with: .string("gh-\(id)")) {
+            entry.progressToken = ("gh-\(id)", token)
         }
         entries[id] = entry
         return id
@@ -96,11 +90,27 @@ final class PendingRequests: @unchecked Sendable {
         guard let token = message.params?[MetaKey.progressToken]?.stringValue, let entry = entry(forProgressToken: token),
             let original = entry.progressToken?.original
         else { return false }
-        var copy = message
-        var params = copy.params ?? JSONObject()
-        params[MetaKey.progressToken] = original
-        copy.params = params
-        entry.continuation.yield(.message(copy))
+        entry.continuation.yield(.message(message.withProgressToken(original)))
         return true
+    }
+}
+
+extension JSONRPCMessage {
+    /// Replaces the request's `_meta.progressToken`, returning the client's token (nil if none).
+    mutating func replaceProgressToken(with token: JSONValue) -> JSONValue? {
+        guard var params, var meta = params["_meta"]?.objectValue, let original = meta[MetaKey.progressToken] else { return nil }
+        meta[MetaKey.progressToken] = token
+        params["_meta"] = .object(meta)
+        self.params = params
+        return original
+    }
+
+    /// A progress notification carrying the given token.
+    func withProgressToken(_ token: JSONValue) -> JSONRPCMessage {
+        var copy = self
+        var params = copy.params ?? JSONObject()
+        params[MetaKey.progressToken] = token
+        copy.params = params
+        return copy
     }
 }
