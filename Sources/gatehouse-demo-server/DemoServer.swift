@@ -109,6 +109,16 @@ enum DemoCatalogue {
             annotations: .init(readOnlyHint: true, openWorldHint: false)
         ),
         Tool(
+            name: "touch",
+            description: "Announces that the tool list changed (notifications/tools/list_changed), for testing change notifications.",
+            inputSchema: .object([
+                "type": "object",
+                "properties": .object([:]),
+                "additionalProperties": false,
+            ]),
+            annotations: .init(readOnlyHint: true, openWorldHint: false)
+        ),
+        Tool(
             name: "ask_roots",
             description: """
                 Sends roots/list to the client and returns the root URIs, one per line \
@@ -155,7 +165,7 @@ func makeDemoServer(state: DemoSessionState, logger: Logger) async -> Server {
             logging: .init(),
             prompts: .init(listChanged: false),
             resources: .init(subscribe: false, listChanged: false),
-            tools: .init(listChanged: false)
+            tools: .init(listChanged: true)
         )
     )
 
@@ -267,6 +277,10 @@ private func callTool(
 
         case "fail":
             return textResult("the fail tool always fails", isError: true)
+
+        case "touch":
+            try await server.notify(ToolListChangedNotification.message())
+            return textResult("announced a tool list change")
 
         case "ask_roots":
             guard await state.clientSupportsRoots else {
