@@ -1,0 +1,80 @@
+import GatehouseUpstream
+import MCPWire
+import Testing
+@testable import GatehouseServer
+
+/// A channel that records what it is asked to send: the one seam faked here.
+final class RecordingChannel: UpstreamChannel, @unchecked Sendable {
+    let info = UpstreamInfo(version: .v2025_11_25, capabilities: [:])
+    var closed = false
+    func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error> {
+        AsyncThrowingStream { $0.finish() }
+    }
+    func send(notification: JSONRPCMessage) async throws {}
+    func send(response: JSONRPCMessage) async throws {}
+    func setUnsolicitedHandler(_ handler: @escaping @Sendable (JSONRPCMessage) -> Void) {}
+    func close() async { closed = true }
+}
+
+@Suite("Session state")
+struct SessionTests {
+    func session(_ id: String = SessionID.generate()) -> DownstreamSession {
+        DownstreamSession(id: id, version: .v2025_11_25, identity: .anonymous, client: .gateway, channel: RecordingChannel())
+    }
+
+    @Test("messages wait for the GET stream, bounded, and arrive in order when it opens")
+    func backlog() async {
+        let s = session()
+        for i in 0..<(DownstreamSession.maxBacklog + 10) {
+            s.deliver(.notification(method: "n\(i)", params: nil))
+        }
+        let stream = s.openStream(keepAlive: .seconds(3600))
+        var iterator = stream.makeAsyncIterator()
+        let first = await iterator.next()
+        // The oldest ten were dropped to respect the bound.
+        #expect(first.map { String(decoding: $0, as: UTF8.self) }?.contains("\"n10\"") == true)
+        s.closeStream()
+    }
+
+    @Test("a newer GET stream replaces the older one")
+    func replace() async {
+        let s = session()
+        let old = s.openStream(keepAlive: .seconds(3600))
+        let new = s.openStream(keepAlive: .seconds(3600))
+        var oldIterator = old.makeAsyncIterator()
+        #expect(await oldIterator.next() == nil)
+        s.deliver(.notification(method: "x", params: nil))
+        var newIterator = new.makeAsyncIterator()
+        #expect(await newIterator.next() != nil)
+        s.closeStream()
+    }
+
+    @Test("only sessions idle past the timeout, with no request or stream, expire")
+    func idle() async throws {
+        let store = SessionStore(maxSessions: 2)
+        let busy = session("busy"), streaming = session("streaming"), idle = session("idle")
+        #expect(store.insert(busy))
+        #expect(store.insert(idle))
+        #expect(!store.insert(streaming))  // over maxSessions
+        busy.beginRequest()
+        try await Task.sleep(for: .milliseconds(30))
+        let expired = store.removeIdle(longerThan: .milliseconds(10))
+        #expect(expired.map(\.id) == ["idle"])
+        #expect(store.get("busy") != nil)
+        #expect(store.get("idle") == nil)
+        busy.endRequest()
+    }
+
+    @Test("listen filters honour only what the upstream can deliver")
+    func filters() {
+        let requested = NotificationHub.Filter(["toolsListChanged": true, "promptsListChanged": true, "resourceSubscriptions": ["a://b"]])
+        let honoured = requested.honoured(by: ["tools": ["listChanged": true], "prompts": [:], "resources": ["subscribe": true]])
+        #expect(honoured.toolsListChanged)
+        #expect(!honoured.promptsListChanged)
+        #expect(honoured.resourceSubscriptions == ["a://b"])
+        #expect(honoured.matches(.notification(method: "notifications/tools/list_changed", params: nil)))
+        #expect(honoured.matches(.notification(method: "notifications/resources/updated", params: ["uri": "a://b"])))
+        #expect(!honoured.matches(.notification(method: "notifications/resources/updated", params: ["uri": "a://c"])))
+        #expect(!honoured.matches(.notification(method: "notifications/progress", params: nil)))
+    }
+}
