@@ -77,6 +77,7 @@ struct DocumentReader {
     mutating func read(documents: [Node]) throws(ConfigError) -> GatewayConfig {
         var gateways: [(Node, GatewaySpec)] = []
         var servers: [String: (Node, ServerConfig)] = [:]
+        var serverOrder: [String] = []
         if documents.isEmpty {
             diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "the config file has no documents",
                                           hint: "add a `kind: Gateway` document and a `kind: MCPServer` document"))
@@ -118,6 +119,7 @@ struct DocumentReader {
                         report(document, "duplicate MCPServer '\(name)'", hint: "each MCPServer needs a unique metadata.name")
                     } else {
                         servers[name] = (document, server)
+                        serverOrder.append(name)
                     }
                 }
             default:
@@ -131,16 +133,42 @@ struct DocumentReader {
             report(gateways[1].0, "more than one `kind: Gateway` document", hint: "one config file describes one gateway")
         }
         if let (_, spec) = gateways.first {
-            if let upstreamName = spec.upstream {
-                if let (_, server) = servers[upstreamName.value] {
-                    result = spec.build(upstream: server)
-                } else {
-                    let known = servers.keys.sorted()
-                    report(upstreamName.node, "spec.upstream names MCPServer '\(upstreamName.value)', which is not defined",
-                           hint: known.isEmpty ? "add a `kind: MCPServer` document with metadata.name: \(upstreamName.value)"
-                                : "defined MCPServers: \(known.joined(separator: ", "))")
+            var used: [ServerConfig] = []
+            var seenPaths: Set<String> = []
+            for endpoint in spec.endpoints {
+                if !seenPaths.insert(endpoint.path.value).inserted {
+                    report(endpoint.path.node, "two endpoints use the path '\(endpoint.path.value)'", hint: "give each endpoint its own path")
+                }
+                for name in endpoint.servers {
+                    guard let (_, server) = servers[name.value] else {
+                        let known = servers.keys.sorted()
+                        report(name.node, "MCPServer '\(name.value)' is not defined",
+                               hint: known.isEmpty ? "add a `kind: MCPServer` document with metadata.name: \(name.value)"
+                                    : "defined MCPServers: \(known.joined(separator: ", "))")
+                        continue
+                    }
+                    if !used.contains(where: { $0.name == server.name }) { used.append(server) }
                 }
             }
+            // An endpoint without a server list exposes every server, in document order.
+            let allNames = serverOrder.filter { servers[$0] != nil }
+            let endpoints = spec.endpoints.map { endpoint -> GatewayConfig.Endpoint in
+                var built = GatewayConfig.Endpoint(path: endpoint.path.value, servers: endpoint.listed ? endpoint.servers.map(\.value) : allNames)
+                built.naming = endpoint.naming
+                built.listTimeoutSeconds = endpoint.listTimeoutSeconds
+                return built
+            }
+            if spec.endpoints.contains(where: { !$0.listed }) {
+                for name in allNames where !used.contains(where: { $0.name == name }) { used.append(servers[name]!.1) }
+            }
+            if spec.endpoints.isEmpty {
+                report(gateways.first?.0, "the Gateway exposes no servers", hint: "set spec.upstream: NAME, or spec.endpoints: [{path: /mcp, servers: [...]}]")
+            } else if endpoints.contains(where: { $0.servers.isEmpty }) {
+                report(gateways.first?.0, "an endpoint has no servers", hint: "define at least one `kind: MCPServer` document")
+            }
+            // Document order, whatever order endpoints mention them in.
+            let ordered = serverOrder.compactMap { name in used.first { $0.name == name } }
+            result = spec.build(servers: ordered, endpoints: endpoints)
         }
         if !diagnostics.isEmpty || result == nil {
             if diagnostics.isEmpty {
@@ -158,15 +186,23 @@ struct DocumentReader {
 
     // MARK: Gateway
 
+    struct EndpointSpec {
+        var path: (value: String, node: Node)
+        var servers: [(value: String, node: Node)] = []
+        /// False when the endpoint did not list servers (it then exposes all of them).
+        var listed = true
+        var naming = GatewayConfig.Naming()
+        var listTimeoutSeconds: Double = 5
+    }
+
     struct GatewaySpec {
         var name = "gateway"
         var listen = GatewayConfig.Listen()
-        var path = "/mcp"
         var security = GatewayConfig.Security()
         var limits = GatewayConfig.Limits()
         var sessions = GatewayConfig.Sessions()
         var shutdown = GatewayConfig.Shutdown()
-        var upstream: (value: String, node: Node)?
+        var endpoints: [EndpointSpec] = []
 
         func with(name: String) -> GatewaySpec {
             var copy = self
@@ -174,10 +210,9 @@ struct DocumentReader {
             return copy
         }
 
-        func build(upstream server: ServerConfig) -> GatewayConfig {
-            var config = GatewayConfig(name: name, upstream: server)
+        func build(servers: [ServerConfig], endpoints: [GatewayConfig.Endpoint]) -> GatewayConfig {
+            var config = GatewayConfig(name: name, servers: servers, endpoints: endpoints)
             config.listen = listen
-            config.path = path
             config.security = security
             config.limits = limits
             config.sessions = sessions
@@ -194,10 +229,21 @@ struct DocumentReader {
             if let port = listen.int("port", range: 0...65535, reader: &self) { spec.listen.port = port }
             listen.finish(reader: &self)
         }
-        if let path = fields.string("path", reader: &self) {
-            if path.value.hasPrefix("/") { spec.path = path.value } else { report(path.node, "spec.path must start with '/'") }
+        let path = fields.string("path", reader: &self)
+        if let path, !path.value.hasPrefix("/") { report(path.node, "spec.path must start with '/'") }
+        let upstream = fields.string("upstream", reader: &self)
+        let endpointsNode = fields.take("endpoints")
+        if let upstream {
+            if let endpointsNode {
+                report(endpointsNode, "spec.upstream and spec.endpoints cannot both be set", hint: "use spec.upstream for one server, spec.endpoints for several")
+            }
+            spec.endpoints = [EndpointSpec(path: (path?.value ?? "/mcp", path?.node ?? upstream.node), servers: [(upstream.value, upstream.node)])]
+        } else if let endpointsNode {
+            if let path { report(path.node, "spec.path is for spec.upstream; with spec.endpoints give each endpoint its path") }
+            spec.endpoints = readEndpoints(endpointsNode)
+        } else {
+            report(node, "missing required key 'upstream' in spec", hint: "name the MCPServer to front with spec.upstream, or list spec.endpoints")
         }
-        spec.upstream = fields.string("upstream", required: true, reader: &self).map { ($0.value, $0.node) }
         if let securityNode = fields.take("security"), var security = Fields(securityNode, path: "spec.security", reader: &self) {
             if let origins = security.stringList("allowedOrigins", reader: &self) { spec.security.allowedOrigins = origins }
             if let hosts = security.stringList("allowedHosts", reader: &self) { spec.security.allowedHosts = hosts }
@@ -211,6 +257,15 @@ struct DocumentReader {
         if let node = fields.take("sessions"), var sessions = Fields(node, path: "spec.sessions", reader: &self) {
             if let v = sessions.int("idleTimeoutSeconds", range: 1...(7 * 86400), reader: &self) { spec.sessions.idleTimeoutSeconds = v }
             if let v = sessions.int("maxSessions", range: 1...10_000_000, reader: &self) { spec.sessions.maxSessions = v }
+            if let keyNode = sessions.take("key") {
+                if let secret = readSecret(keyNode, path: "spec.sessions.key") {
+                    if secret.value.utf8.count < 32 {
+                        report(keyNode, "spec.sessions.key must be at least 32 bytes", hint: "generate one with: openssl rand -base64 48")
+                    } else {
+                        spec.sessions.key = secret
+                    }
+                }
+            }
             sessions.finish(reader: &self)
         }
         if let node = fields.take("shutdown"), var shutdown = Fields(node, path: "spec.shutdown", reader: &self) {
@@ -219,6 +274,77 @@ struct DocumentReader {
         }
         fields.finish(reader: &self)
         return spec
+    }
+
+    mutating func readEndpoints(_ node: Node) -> [EndpointSpec] {
+        guard case .sequence(let items) = node else {
+            report(node, "spec.endpoints must be a list of {path, servers, naming}")
+            return []
+        }
+        var result: [EndpointSpec] = []
+        for item in items {
+            guard var fields = Fields(item, path: "spec.endpoints[]", reader: &self) else { continue }
+            guard let path = fields.string("path", required: true, reader: &self) else {
+                fields.finish(reader: &self)
+                continue
+            }
+            if !path.value.hasPrefix("/") { report(path.node, "an endpoint path must start with '/'") }
+            if ["/healthz", "/readyz"].contains(path.value) || path.value.hasPrefix("/.well-known") {
+                report(path.node, "the endpoint path '\(path.value)' is reserved")
+            }
+            var endpoint = EndpointSpec(path: (path.value, path.node))
+            if let serversNode = fields.take("servers") {
+                if case .sequence(let names) = serversNode {
+                    for nameNode in names {
+                        guard case .scalar(let scalar) = nameNode else {
+                            report(nameNode, "spec.endpoints[].servers must list server names")
+                            continue
+                        }
+                        if endpoint.servers.contains(where: { $0.value == scalar.string }) {
+                            report(nameNode, "server '\(scalar.string)' is listed twice")
+                        } else {
+                            endpoint.servers.append((scalar.string, nameNode))
+                        }
+                    }
+                } else {
+                    report(serversNode, "spec.endpoints[].servers must be a list of MCPServer names")
+                }
+            } else {
+                endpoint.listed = false
+            }
+            if let namingNode = fields.take("naming"), var naming = Fields(namingNode, path: "spec.endpoints[].naming", reader: &self) {
+                if let separator = naming.string("separator", reader: &self) {
+                    if separator.value.isEmpty || separator.value.count > 8
+                        || !separator.value.unicodeScalars.allSatisfy({ "_-./:".unicodeScalars.contains($0) || CharacterSet.alphanumerics.contains($0) })
+                    {
+                        report(separator.node, "invalid separator '\(separator.value)'", hint: "use 1 to 8 of: letters, digits, _ - . / :")
+                    } else {
+                        endpoint.naming.separator = separator.value
+                    }
+                }
+                if let prefix = naming.string("prefix", reader: &self) {
+                    if let mode = GatewayConfig.Naming.Prefix(rawValue: prefix.value) {
+                        endpoint.naming.prefix = mode
+                    } else {
+                        report(prefix.node, "unknown prefix mode '\(prefix.value)'",
+                               hint: "use one of: \(GatewayConfig.Naming.Prefix.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                }
+                naming.finish(reader: &self)
+            }
+            if let v = fields.double("listTimeoutSeconds", range: 0.01...600, reader: &self) { endpoint.listTimeoutSeconds = v }
+            fields.finish(reader: &self)
+            result.append(endpoint)
+        }
+        if result.isEmpty { report(node, "spec.endpoints is empty") }
+        return result
+    }
+
+    /// One secret value: a string or {valueFrom: {env|file}}.
+    mutating func readSecret(_ node: Node, path: String) -> Secret? {
+        let key = "value"
+        let wrapper = Node.mapping(Node.Mapping([(Node(key), node)]))
+        return readSecretMap(wrapper, path: path.replacingOccurrences(of: ".\(key)", with: "")).first?.value
     }
 
     // MARK: MCPServer

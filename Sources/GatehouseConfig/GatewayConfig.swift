@@ -3,13 +3,48 @@
 public struct GatewayConfig: Sendable, Equatable {
     public var name: String
     public var listen: Listen
-    public var path: String
     public var security: Security
     public var limits: Limits
     public var sessions: Sessions
     public var shutdown: Shutdown
-    /// The upstream server this gateway fronts.
-    public var upstream: ServerConfig
+    /// Every upstream server an endpoint uses, in document order.
+    public var servers: [ServerConfig]
+    /// The MCP endpoints (virtual servers), each exposing a set of upstream servers.
+    public var endpoints: [Endpoint]
+
+    public func server(named name: String) -> ServerConfig? { servers.first { $0.name == name } }
+
+    /// One MCP endpoint: a path and the upstream servers it federates.
+    public struct Endpoint: Sendable, Equatable {
+        public var path: String
+        /// Server names, in the order lists are merged.
+        public var servers: [String]
+        public var naming: Naming
+        /// How long a list fan-out waits for each server before leaving it out.
+        public var listTimeoutSeconds: Double = 5
+
+        public init(path: String, servers: [String], naming: Naming = Naming()) {
+            self.path = path
+            self.servers = servers
+            self.naming = naming
+        }
+
+        /// The effective prefix mode: explicit, or `always` with several servers and `never`
+        /// with one (a single server's names pass through unchanged).
+        public var prefix: Naming.Prefix { naming.prefix ?? (servers.count > 1 ? .always : .never) }
+    }
+
+    public struct Naming: Sendable, Equatable {
+        public enum Prefix: String, Sendable, Equatable, CaseIterable {
+            case always
+            case never
+            case onCollision = "on-collision"
+        }
+
+        public var separator: String = "__"
+        public var prefix: Prefix?
+        public init() {}
+    }
 
     public struct Listen: Sendable, Equatable {
         public var bind: String = "127.0.0.1"
@@ -39,6 +74,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public struct Sessions: Sendable, Equatable {
         public var idleTimeoutSeconds: Int = 1800
         public var maxSessions: Int = 10_000
+        /// Key material for sealing session ids, so replicas sharing it serve each other's
+        /// sessions. Nil: a random key per process (sessions then live on one replica).
+        public var key: Secret?
         public init() {}
     }
 
@@ -47,15 +85,15 @@ public struct GatewayConfig: Sendable, Equatable {
         public init() {}
     }
 
-    public init(name: String, upstream: ServerConfig) {
+    public init(name: String, servers: [ServerConfig], endpoints: [Endpoint]) {
         self.name = name
         self.listen = Listen()
-        self.path = "/mcp"
         self.security = Security()
         self.limits = Limits()
         self.sessions = Sessions()
         self.shutdown = Shutdown()
-        self.upstream = upstream
+        self.servers = servers
+        self.endpoints = endpoints
     }
 }
 

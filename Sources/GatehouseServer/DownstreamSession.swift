@@ -3,13 +3,14 @@ import GatehouseUpstream
 import MCPWire
 import NIOCore
 
-/// A session-era client's session (`Mcp-Session-Id`), bound to its own upstream channel.
+/// A session-era client's session (`Mcp-Session-Id`), bound to its own upstream channels.
 final class DownstreamSession: @unchecked Sendable {
     let id: String
     let version: ProtocolVersion
     let identity: Identity
     let client: ClientDescription
-    let channel: any UpstreamChannel
+    /// Assigned once, right after creation (the channel set's callbacks refer to the session).
+    private(set) var channels: ChannelSet!
 
     private let lock = NSLock()
     private var lastSeen: ContinuousClock.Instant
@@ -21,13 +22,59 @@ final class DownstreamSession: @unchecked Sendable {
     private var backlog: [[UInt8]] = []
     static let maxBacklog = 256
 
-    init(id: String, version: ProtocolVersion, identity: Identity, client: ClientDescription, channel: any UpstreamChannel) {
+    /// Server-to-client requests relayed to the client: the id the client saw -> the server
+    /// that asked and its own id. Ids from different servers never collide on the client side.
+    private var outbound: [String: (server: Int, id: JSONValue)] = [:]
+    private var nextOutbound = 0
+    /// The client's requests in flight -> the server handling each (for cancellation).
+    private var inFlight: [String: Int] = [:]
+
+    init(id: String, version: ProtocolVersion, identity: Identity, client: ClientDescription) {
         self.id = id
         self.version = version
         self.identity = identity
         self.client = client
-        self.channel = channel
         self.lastSeen = .now
+    }
+
+    func attach(_ channels: ChannelSet) {
+        self.channels = channels
+    }
+
+    /// Gives a server-to-client request an id unique within this session and remembers where
+    /// the answer must go.
+    func mapOutbound(_ request: JSONRPCMessage, server: Int) -> JSONRPCMessage {
+        guard let original = request.id else { return request }
+        var copy = request
+        lock.withLock {
+            nextOutbound += 1
+            let id = JSONValue.string("gh-\(server)-\(nextOutbound)")
+            outbound[id.idKey] = (server, original)
+            copy.id = id
+        }
+        return copy
+    }
+
+    /// The server that asked, and the answer with that server's own id restored.
+    func resolveInbound(_ response: JSONRPCMessage) -> (server: Int, message: JSONRPCMessage)? {
+        guard let id = response.id, let target = lock.withLock({ outbound.removeValue(forKey: id.idKey) }) else { return nil }
+        var copy = response
+        copy.id = target.id
+        return (target.server, copy)
+    }
+
+    func track(_ request: JSONRPCMessage, server: Int) {
+        guard let id = request.id else { return }
+        lock.withLock { inFlight[id.idKey] = server }
+    }
+
+    func untrack(_ request: JSONRPCMessage) {
+        guard let id = request.id else { return }
+        _ = lock.withLock { inFlight.removeValue(forKey: id.idKey) }
+    }
+
+    func server(handling requestID: JSONValue) -> Int? {
+        lock.withLock { inFlight[requestID.idKey] }
     }
 
     func touch() {

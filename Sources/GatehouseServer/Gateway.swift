@@ -25,38 +25,47 @@ public struct Gateway: Sendable {
     public func run(onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) async throws {
         var clientConfig = HTTPClient.Configuration()
         clientConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
-        clientConfig.timeout.connect = .milliseconds(Int64(config.upstream.timeouts.connectSeconds * 1000))
+        clientConfig.timeout.connect = .milliseconds(Int64((config.servers.map(\.timeouts.connectSeconds).max() ?? 5) * 1000))
         clientConfig.decompression = .disabled
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
 
-        let upstream = UpstreamServer(config: config.upstream, httpClient: httpClient, logger: logger)
-        let endpoint = MCPEndpoint(config: config, upstream: upstream, logger: logger)
+        let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, logger: logger) }
+        let byName = Dictionary(uniqueKeysWithValues: upstreams.map { ($0.config.name, $0) })
+        let endpoints = config.endpoints.map { endpoint in
+            MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, logger: logger)
+        }
         let router = Router(context: GatewayRequestContext.self)
-        let path = RouterPath(stringLiteral: config.path)
-        for method in [HTTPRequest.Method.post, .get, .delete, .put, .patch, .options] {
-            router.on(path, method: method) { request, context in await endpoint.handle(request, context: context) }
+        for endpoint in endpoints {
+            let path = RouterPath(stringLiteral: endpoint.endpoint.path)
+            for method in [HTTPRequest.Method.post, .get, .delete, .put, .patch, .options] {
+                router.on(path, method: method) { request, context in await endpoint.handle(request, context: context) }
+            }
         }
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
         }
         router.get("/readyz") { _, _ in
-            let ready = upstream.isReady
-            let body = ready ? #"{"status":"ready"}"# : #"{"status":"waiting for upstream '\#(upstream.config.name)'"}"#
+            // Ready when every endpoint can reach at least one of its servers.
+            let ready = endpoints.allSatisfy(\.isReady)
+            let states = JSONObject(upstreams.map { (key: $0.config.name, value: JSONValue.string($0.isReady ? "ready" : "connecting")) })
+            let body = JSONWriter.bytes(["status": .string(ready ? "ready" : "waiting for upstreams"), "servers": .object(states)])
             return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: body)))
+                            body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(config.listen.bind, port: config.listen.port), serverName: "gatehouse"),
             onServerRunning: { [logger, config] channel in
                 let port = channel.localAddress?.port ?? config.listen.port
-                logger.info("listening", metadata: ["url": "http://\(config.listen.bind):\(port)\(config.path)"])
+                for endpoint in config.endpoints {
+                    logger.info("listening", metadata: ["url": "http://\(config.listen.bind):\(port)\(endpoint.path)", "servers": "\(endpoint.servers.joined(separator: ","))"])
+                }
                 onListening(config.listen.bind, port)
             },
             logger: logger)
 
-        let upstreamService = UpstreamService(upstream: upstream, endpoint: endpoint)
-        let streamCloser = StreamCloser(endpoint: endpoint)
+        let upstreamService = UpstreamService(upstreams: upstreams, endpoints: endpoints)
+        let streamCloser = StreamCloser(endpoints: endpoints)
         var groupConfig = ServiceGroupConfiguration(
             services: [
                 .init(service: upstreamService),
@@ -82,33 +91,35 @@ public struct Gateway: Sendable {
 /// Connects the upstream, expires idle sessions, and on shutdown ends sessions and stops
 /// upstream children (it is shut down last, after the HTTP server has drained).
 struct UpstreamService: Service {
-    let upstream: UpstreamServer
-    let endpoint: MCPEndpoint
+    let upstreams: [UpstreamServer]
+    let endpoints: [MCPEndpoint]
 
     func run() async throws {
         await withDiscardingTaskGroup { group in
-            group.addTask { await upstream.start() }
+            for upstream in upstreams {
+                group.addTask { await upstream.start() }
+            }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(15))
-                    await endpoint.expireIdleSessions()
+                    for endpoint in endpoints { await endpoint.expireIdleSessions() }
                 }
             }
             try? await gracefulShutdown()
             group.cancelAll()
         }
-        await endpoint.shutdown()
-        await upstream.shutdown()
+        for endpoint in endpoints { await endpoint.shutdown() }
+        for upstream in upstreams { await upstream.shutdown() }
     }
 }
 
 /// Shut down first: ends long-lived streams (GET streams, listen streams) so the HTTP server's
 /// drain only waits for real requests.
 struct StreamCloser: Service {
-    let endpoint: MCPEndpoint
+    let endpoints: [MCPEndpoint]
 
     func run() async throws {
         try? await gracefulShutdown()
-        endpoint.closeStreams()
+        for endpoint in endpoints { endpoint.closeStreams() }
     }
 }

@@ -19,7 +19,10 @@ import NIOCore
 /// 6. Route to the upstream channel and relay what comes back as it arrives.
 final class MCPEndpoint: Sendable {
     let config: GatewayConfig
-    let upstream: UpstreamServer
+    let endpoint: GatewayConfig.Endpoint
+    /// The servers this endpoint federates, in merge order.
+    let servers: [UpstreamServer]
+    let names: FederationNames
     let sessions: SessionStore
     let hub: NotificationHub
     let guards: RequestGuards
@@ -27,15 +30,64 @@ final class MCPEndpoint: Sendable {
     let logger: Logger
     let keepAlive: Duration
 
-    init(config: GatewayConfig, upstream: UpstreamServer, logger: Logger, keepAlive: Duration = .seconds(15)) {
+    init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], logger: Logger, keepAlive: Duration = .seconds(15)) {
         self.config = config
-        self.upstream = upstream
+        self.endpoint = endpoint
+        self.servers = servers
+        self.names = FederationNames(servers: servers.map(\.config.name), naming: endpoint.naming, prefix: endpoint.prefix)
         self.sessions = SessionStore(maxSessions: config.sessions.maxSessions)
         self.hub = NotificationHub()
         self.guards = RequestGuards(security: config.security)
         self.statelessChannels = StatelessChannels()
         self.logger = logger
         self.keepAlive = keepAlive
+    }
+
+    /// What the endpoint offers: the union of its reachable servers' capabilities.
+    struct Offer {
+        var capabilities: JSONObject
+        var instructions: String?
+    }
+
+    /// Nil until at least one server is reachable.
+    var offer: Offer? {
+        let infos = servers.compactMap { server in server.info.map { (server.config.name, $0) } }
+        guard !infos.isEmpty else { return nil }
+        let instructions: String?
+        if servers.count == 1 {
+            instructions = infos.first?.1.instructions
+        } else {
+            let parts = infos.compactMap { name, info in info.instructions.map { "[\(name)] \($0)" } }
+            instructions = parts.isEmpty ? nil : parts.joined(separator: "\n\n")
+        }
+        return Offer(capabilities: CapabilityUnion.merge(infos.map(\.1.capabilities)), instructions: instructions)
+    }
+
+    var isReady: Bool { servers.contains { $0.isReady } }
+
+    /// The error clients get while no server of the endpoint is reachable yet.
+    var notReady: UpstreamError {
+        UpstreamError(upstream: servers.map(\.config.name).joined(separator: ", "), kind: .notReady, detail: "no server of this endpoint has completed its handshake")
+    }
+
+    /// A channel set for one client, routing what servers send outside requests.
+    func makeChannels(owner: ChannelOwner, client: ClientDescription, session: DownstreamSession?) -> ChannelSet {
+        let sessionRef = WeakSession(session)
+        let isSession = session != nil
+        return ChannelSet(servers: servers, owner: owner, client: client) { [hub, logger, self] index, channel in
+            channel.setUnsolicitedHandler { [weak channel] message in
+                if isSession {
+                    guard let session = sessionRef.session else { return }
+                    session.deliver(self.mapFromServer(message, server: index, session: session))
+                } else if message.kind == .request, let id = message.id {
+                    // A 2026-07-28 client cannot be asked out of band (MRTR is not bridged yet).
+                    logger.notice("refusing a server-to-client request for a stateless client", metadata: ["method": "\(message.method ?? "")"])
+                    Task { try? await channel?.send(response: .error(id: id, code: JSONRPCErrorCode.methodNotFound, message: "the client is a 2026-07-28 client and cannot answer \(message.method ?? "this request") out of band")) }
+                } else {
+                    hub.publish(self.mapFromServer(message, server: index, session: nil))
+                }
+            }
+        }
     }
 
     static let serverInfo: JSONObject = ["name": "gatehouse", "version": .string(GatehouseVersion.current)]
@@ -172,25 +224,43 @@ final class MCPEndpoint: Sendable {
                                        message: "the gateway has too many open sessions (spec.sessions.maxSessions); retry later or end unused sessions with DELETE")
         }
         let sessionID = SessionID.generate()
-        let channel: any UpstreamChannel
-        do {
-            channel = try await upstream.channel(for: ChannelOwner(identity: identity.channelKey, downstreamSession: sessionID), client: client)
-        } catch {
-            return HTTPResponses.json(failure(error, id: message.id))
+        let session = DownstreamSession(id: sessionID, version: version, identity: identity, client: client)
+        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: sessionID), client: client, session: session)
+        session.attach(channels)
+        // Open every server's channel now, so each can reach the client's stream; a server
+        // that fails is retried on first use. The session needs at least one.
+        var firstError: (any Error)?
+        var opened = 0
+        await withTaskGroup(of: (any Error)?.self) { group in
+            for index in servers.indices {
+                group.addTask {
+                    do {
+                        _ = try await channels.channel(index)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            for await error in group {
+                if let error { firstError = firstError ?? error } else { opened += 1 }
+            }
         }
-        let session = DownstreamSession(id: sessionID, version: version, identity: identity, client: client, channel: channel)
-        channel.setUnsolicitedHandler { [weak session] message in session?.deliver(message) }
+        guard opened > 0, let offer else {
+            await channels.close()
+            return HTTPResponses.json(failure(firstError ?? notReady, id: message.id))
+        }
         guard sessions.insert(session) else {
-            Task { await channel.close() }
+            await channels.close()
             return HTTPResponses.error(status: .serviceUnavailable, id: message.id, code: JSONRPCErrorCode.internalError,
                                        message: "the gateway has too many open sessions; retry later")
         }
         var result: JSONObject = [
             "protocolVersion": .string(version.rawValue),
-            "capabilities": .object(channel.info.capabilities),
+            "capabilities": .object(offer.capabilities),
             "serverInfo": .object(Self.serverInfo),
         ]
-        if let instructions = channel.info.instructions { result["instructions"] = .string(instructions) }
+        if let instructions = offer.instructions { result["instructions"] = .string(instructions) }
         logger.info("session started", metadata: ["protocol": "\(version)", "client": "\(client.clientInfo["name"]?.stringValue ?? "?")"])
         var headers = HTTPFields()
         headers[.mcpSessionID] = sessionID
@@ -208,20 +278,34 @@ final class MCPEndpoint: Sendable {
                                            message: "Invalid Request: this session is already initialized; send initialize without Mcp-Session-Id for a new session")
             default:
                 session.beginRequest()
-                let response = await forward(message, channel: session.channel, clientVersion: session.version, accepts: accepts,
-                                             onEnd: { session.endRequest() })
-                return response
+                return await relay(message, scope: Scope(channels: session.channels, clientVersion: session.version, session: session, accepts: accepts))
             }
         case .notification:
-            do {
-                try await session.channel.send(notification: message)
-            } catch {
-                logger.warning("could not forward a notification", metadata: ["method": "\(message.method ?? "")", "error": "\(error)"])
+            var targets = Array(session.channels.open)
+            switch message.method {
+            case "notifications/initialized":
+                targets = []  // Gatehouse ran each upstream handshake itself.
+            case "notifications/cancelled":
+                let server = message.params?["requestId"].flatMap { session.server(handling: $0) }
+                targets = targets.filter { $0.key == server }
+            default:
+                break
+            }
+            for (_, channel) in targets {
+                do {
+                    try await channel.send(notification: message)
+                } catch {
+                    logger.warning("could not forward a notification", metadata: ["method": "\(message.method ?? "")", "error": "\(error)"])
+                }
             }
             return HTTPResponses.accepted()
         case .response, .errorResponse:
+            guard let (server, answer) = session.resolveInbound(message) else {
+                logger.notice("dropping an answer to no pending server request", metadata: ["id": "\(message.id.map(JSONWriter.string) ?? "none")"])
+                return HTTPResponses.accepted()
+            }
             do {
-                try await session.channel.send(response: message)
+                try await session.channels.channel(server).send(response: answer)
             } catch {
                 logger.warning("could not forward a client's answer", metadata: ["error": "\(error)"])
             }
@@ -255,11 +339,15 @@ final class MCPEndpoint: Sendable {
                     answers.append(.response(id: message.id ?? .null, result: .object([:])))
                     continue
                 }
-                answers.append(await collectResponse(message, channel: session.channel, clientVersion: session.version))
+                answers.append(await collectResponse(message, scope: Scope(channels: session.channels, clientVersion: session.version, session: session, accepts: accepts)))
             case .notification:
-                try? await session.channel.send(notification: message)
+                for (_, channel) in session.channels.open where message.method != "notifications/initialized" {
+                    try? await channel.send(notification: message)
+                }
             case .response, .errorResponse:
-                try? await session.channel.send(response: message)
+                if let (server, answer) = session.resolveInbound(message) {
+                    try? await session.channels.channel(server).send(response: answer)
+                }
             }
         }
         return answers.isEmpty ? HTTPResponses.accepted() : HTTPResponses.jsonArray(answers)
@@ -282,8 +370,8 @@ final class MCPEndpoint: Sendable {
         case .request:
             break
         }
-        guard let info = upstream.info else {
-            return HTTPResponses.json(failure(UpstreamError(upstream: upstream.config.name, kind: .notReady, detail: "it has not completed its handshake"), id: message.id))
+        guard let offer else {
+            return HTTPResponses.json(failure(notReady, id: message.id))
         }
         switch message.method {
         case "server/discover":
@@ -292,69 +380,51 @@ final class MCPEndpoint: Sendable {
             var result: JSONObject = [
                 "resultType": "complete",
                 "supportedVersions": .array(ProtocolVersion.allRawValues),
-                "capabilities": .object(info.capabilities),
+                "capabilities": .object(offer.capabilities),
                 "_meta": .object(meta),
                 // Capabilities change with the upstream and (later) with policy: do not share.
                 "ttlMs": 0,
                 "cacheScope": "private",
             ]
-            if let instructions = info.instructions { result["instructions"] = .string(instructions) }
+            if let instructions = offer.instructions { result["instructions"] = .string(instructions) }
             return HTTPResponses.json(.response(id: message.id ?? .null, result: .object(result)))
         case "ping":
             return HTTPResponses.json(.response(id: message.id ?? .null, result: ["resultType": "complete"]))
         case "subscriptions/listen":
-            return await listen(message, identity: context.identity, info: info, accepts: accepts)
+            return await listen(message, identity: context.identity, offer: offer, accepts: accepts)
         default:
-            let owner = ChannelOwner(identity: context.identity.channelKey, downstreamSession: nil)
-            let channel: any UpstreamChannel
-            do {
-                channel = try await statelessChannel(for: owner)
-            } catch {
-                return HTTPResponses.json(failure(error, id: message.id))
-            }
-            return await forward(message, channel: channel, clientVersion: .v2026_07_28, accepts: accepts, retry: { [self] in
-                self.statelessChannels.discard(channel, owner: owner)
-                return try await self.statelessChannel(for: owner)
-            })
+            let channels = statelessChannels(for: context.identity)
+            return await relay(message, scope: Scope(channels: channels, clientVersion: .v2026_07_28, session: nil, accepts: accepts))
         }
     }
 
-    /// The pooled upstream channel of a stateless identity; its unsolicited messages feed the
-    /// listen streams.
-    private func statelessChannel(for owner: ChannelOwner) async throws -> any UpstreamChannel {
-        try await statelessChannels.channel(for: owner) { [upstream, hub, logger] in
-            let channel = try await upstream.channel(for: owner, client: .gateway)
-            channel.setUnsolicitedHandler { [weak channel] message in
-                if message.kind == .request, let id = message.id {
-                    // A 2026-07-28 client cannot be asked out of band (MRTR is not bridged yet).
-                    logger.notice("refusing a server-to-client request for a stateless client", metadata: ["method": "\(message.method ?? "")"])
-                    Task { try? await channel?.send(response: .error(id: id, code: JSONRPCErrorCode.methodNotFound, message: "the client is a 2026-07-28 client and cannot answer \(message.method ?? "this request") out of band")) }
-                } else {
-                    hub.publish(message)
-                }
-            }
-            return channel
-        }
+    /// The pooled channels of a stateless identity; what servers send outside requests feeds
+    /// the listen streams.
+    func statelessChannels(for identity: Identity) -> ChannelSet {
+        let owner = ChannelOwner(identity: identity.channelKey, downstreamSession: nil)
+        return statelessChannels.channels(for: owner) { makeChannels(owner: owner, client: .gateway, session: nil) }
     }
 
-    private func listen(_ message: JSONRPCMessage, identity: Identity, info: UpstreamInfo, accepts: Accepts) async -> Response {
+    private func listen(_ message: JSONRPCMessage, identity: Identity, offer: Offer, accepts: Accepts) async -> Response {
         guard accepts.sse else {
             return HTTPResponses.error(status: .notAcceptable, id: message.id, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Not Acceptable: subscriptions/listen answers with an SSE stream; accept text/event-stream")
         }
         let requested = NotificationHub.Filter(message.params?["notifications"]?.objectValue)
-        let filter = requested.honoured(by: info.capabilities)
-        let owner = ChannelOwner(identity: identity.channelKey, downstreamSession: nil)
-        if !info.version.isStateless {
-            // Make sure the identity's upstream session exists, so its stream feeds the hub.
+        let filter = requested.honoured(by: offer.capabilities)
+        // Open the identity's channels to every session-era server, so their streams feed the
+        // hub, and subscribe upstream to the resources asked for.
+        let channels = statelessChannels(for: identity)
+        for index in servers.indices where servers[index].info.map({ !$0.version.isStateless }) ?? false {
+            _ = try? await channels.channel(index)
+        }
+        for uri in filter.resourceSubscriptions {
+            guard let owner = names.resolveURI(uri), let channel = try? await channels.channel(owner.server) else { continue }
+            let subscribe = JSONRPCMessage.request(id: "listen-subscribe", method: "resources/subscribe", params: ["uri": .string(owner.uri)])
             do {
-                let channel = try await statelessChannel(for: owner)
-                for uri in filter.resourceSubscriptions {
-                    let subscribe = JSONRPCMessage.request(id: "listen-subscribe", method: "resources/subscribe", params: ["uri": .string(uri)])
-                    for try await _ in channel.send(request: subscribe) {}
-                }
+                for try await _ in channel.send(request: subscribe) {}
             } catch {
-                return HTTPResponses.json(failure(error, id: message.id))
+                logger.warning("could not subscribe upstream", metadata: ["uri": "\(uri)", "error": "\(error)"])
             }
         }
         let subscriptionID = message.id ?? .null
@@ -378,37 +448,43 @@ final class MCPEndpoint: Sendable {
 
     /// Forwards a request and relays what comes back: JSON when the first thing back is the
     /// answer, an SSE stream (written as events arrive) when notifications come first.
-    private func forward(
-        _ message: JSONRPCMessage, channel: any UpstreamChannel, clientVersion: ProtocolVersion, accepts: Accepts,
-        retry: (@Sendable () async throws -> any UpstreamChannel)? = nil, onEnd: (@Sendable () -> Void)? = nil
-    ) async -> Response {
+    func forward(_ message: JSONRPCMessage, server index: Int, channel: any UpstreamChannel, scope: Scope) async -> Response {
+        let clientVersion = scope.clientVersion
+        let accepts = scope.accepts
+        let session = scope.session
+        let onEnd: @Sendable () -> Void = {
+            session?.untrack(message)
+            session?.endRequest()
+        }
         var channel = channel
         var events = EventIterator(channel.send(request: message))
         var first: UpstreamEvent?
         do {
             first = try await events.next()
-        } catch let error as UpstreamError where error.kind == .sessionExpired && retry != nil {
+        } catch let error as UpstreamError where error.kind == .sessionExpired && session == nil {
+            // A pooled upstream session of stateless clients ended: open a new one, once.
+            scope.channels.discard(channel, at: index)
             do {
-                channel = try await retry!()
+                channel = try await scope.channels.channel(index)
                 events = EventIterator(channel.send(request: message))
                 first = try await events.next()
             } catch {
-                onEnd?()
+                onEnd()
                 return HTTPResponses.json(failure(error, id: message.id))
             }
         } catch {
-            onEnd?()
+            onEnd()
             return HTTPResponses.json(failure(error, id: message.id))
         }
+        let upstreamName = servers[index].config.name
         guard let first else {
-            onEnd?()
-            return HTTPResponses.json(failure(UpstreamError(upstream: upstream.config.name, kind: .protocolViolation, detail: "no answer"), id: message.id))
+            onEnd()
+            return HTTPResponses.json(failure(UpstreamError(upstream: upstreamName, kind: .protocolViolation, detail: "no answer"), id: message.id))
         }
         if case .response(let response) = first {
-            onEnd?()
-            return finalJSON(response, clientVersion: clientVersion, method: message.method)
+            onEnd()
+            return finalJSON(mapResponse(response, server: index), clientVersion: clientVersion, method: message.method)
         }
-        let upstreamName = upstream.config.name
         let logger = self.logger
         let finalChannel = channel
         if !accepts.sse {
@@ -417,22 +493,22 @@ final class MCPEndpoint: Sendable {
             do {
                 while let event = pending {
                     if case .response(let response) = event {
-                        onEnd?()
-                        return finalJSON(response, clientVersion: clientVersion, method: message.method)
+                        onEnd()
+                        return finalJSON(mapResponse(response, server: index), clientVersion: clientVersion, method: message.method)
                     }
                     if case .message(let m) = event, m.kind == .request { await refuse(m, on: finalChannel, reason: "the client accepts no event stream") }
                     pending = try await events.next()
                 }
             } catch {
-                onEnd?()
+                onEnd()
                 return HTTPResponses.json(failure(error, id: message.id))
             }
-            onEnd?()
+            onEnd()
             return HTTPResponses.json(failure(UpstreamError(upstream: upstreamName, kind: .protocolViolation, detail: "no answer"), id: message.id))
         }
         let box = IteratorBox(events)
         return HTTPResponses.sse { [self] writer in
-            defer { onEnd?() }
+            defer { onEnd() }
             var event: UpstreamEvent? = first
             do {
                 while let current = event {
@@ -441,10 +517,10 @@ final class MCPEndpoint: Sendable {
                         if m.kind == .request, clientVersion.isStateless {
                             await refuse(m, on: finalChannel, reason: "2026-07-28 clients receive input requests via input_required results, which Gatehouse does not bridge yet")
                         } else {
-                            try await writer.writeSSE(m)
+                            try await writer.writeSSE(mapFromServer(m, server: index, session: session))
                         }
                     case .response(let response):
-                        try await writer.writeSSE(VersionBridge.prepareResponse(response, client: clientVersion, method: message.method, upstreamName: upstreamName))
+                        try await writer.writeSSE(VersionBridge.prepareResponse(mapResponse(response, server: index), client: clientVersion, method: message.method, upstreamName: upstreamName))
                         try await writer.finish(nil)
                         return
                     }
@@ -462,33 +538,42 @@ final class MCPEndpoint: Sendable {
         }
     }
 
-    /// Forwards a request and waits for its answer only (batches).
-    private func collectResponse(_ message: JSONRPCMessage, channel: any UpstreamChannel, clientVersion: ProtocolVersion) async -> JSONRPCMessage {
+    /// Routes a request and waits for its answer only (batches).
+    private func collectResponse(_ message: JSONRPCMessage, scope: Scope) async -> JSONRPCMessage {
+        let (index, routed): (Int, JSONRPCMessage)
+        switch await route(message, scope: scope) {
+        case .answer(let answer): return answer
+        case .fanOutList, .broadcast:
+            return .error(id: message.id, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: \(message.method ?? "") cannot be batched on a federated endpoint")
+        case .server(let i, let m): (index, routed) = (i, m)
+        }
+        let name = servers[index].config.name
         do {
-            for try await event in channel.send(request: message) {
+            let channel = try await scope.channels.channel(index)
+            for try await event in channel.send(request: routed) {
                 switch event {
                 case .response(let response):
-                    return VersionBridge.prepareResponse(response, client: clientVersion, method: message.method, upstreamName: upstream.config.name)
+                    return VersionBridge.prepareResponse(mapResponse(response, server: index), client: scope.clientVersion, method: message.method, upstreamName: name)
                 case .message(let m) where m.kind == .request:
                     await refuse(m, on: channel, reason: "requests inside a batch cannot be answered")
                 case .message:
                     continue
                 }
             }
-            return failure(UpstreamError(upstream: upstream.config.name, kind: .protocolViolation, detail: "no answer"), id: message.id)
+            return failure(UpstreamError(upstream: name, kind: .protocolViolation, detail: "no answer"), id: message.id)
         } catch {
             return failure(error, id: message.id)
         }
     }
 
-    private func refuse(_ request: JSONRPCMessage, on channel: any UpstreamChannel, reason: String) async {
+    func refuse(_ request: JSONRPCMessage, on channel: any UpstreamChannel, reason: String) async {
         guard let id = request.id else { return }
         logger.notice("refusing a server-to-client request", metadata: ["method": "\(request.method ?? "")", "reason": "\(reason)"])
         try? await channel.send(response: .error(id: id, code: JSONRPCErrorCode.methodNotFound, message: "cannot relay \(request.method ?? "request"): \(reason)"))
     }
 
-    private func finalJSON(_ response: JSONRPCMessage, clientVersion: ProtocolVersion, method: String?) -> Response {
-        let translated = VersionBridge.prepareResponse(response, client: clientVersion, method: method, upstreamName: upstream.config.name)
+    func finalJSON(_ response: JSONRPCMessage, clientVersion: ProtocolVersion, method: String?) -> Response {
+        let translated = VersionBridge.prepareResponse(response, client: clientVersion, method: method, upstreamName: endpoint.path)
         // 2026-07-28: an unknown method is HTTP 404 with -32601.
         if clientVersion.isStateless, translated.error?["code"]?.intValue == JSONRPCErrorCode.methodNotFound {
             return HTTPResponses.json(translated, status: .notFound)
@@ -548,7 +633,7 @@ final class MCPEndpoint: Sendable {
 
     func end(_ session: DownstreamSession) async {
         session.closeStream()
-        await session.channel.close()
+        await session.channels.close()
         logger.info("session ended")
     }
 
@@ -568,8 +653,14 @@ final class MCPEndpoint: Sendable {
     func shutdown() async {
         closeStreams()
         for session in sessions.removeAll() { await end(session) }
-        for channel in statelessChannels.removeAll() { await channel.close() }
+        for channels in statelessChannels.removeAll() { await channels.close() }
     }
+}
+
+/// A weak reference that can cross into `@Sendable` callbacks.
+final class WeakSession: @unchecked Sendable {
+    weak var session: DownstreamSession?
+    init(_ session: DownstreamSession?) { self.session = session }
 }
 
 /// The iterator of an upstream event stream, carried into the response body writer. It is used
@@ -585,30 +676,21 @@ struct EventIterator {
     mutating func next() async throws -> UpstreamEvent? { try await base.next() }
 }
 
-/// Pooled upstream channels of stateless clients, one per identity.
+/// Pooled channel sets of stateless clients, one per identity (never shared across identities).
 final class StatelessChannels: @unchecked Sendable {
     private let lock = NSLock()
-    private var channels: [String: any UpstreamChannel] = [:]
+    private var channels: [String: ChannelSet] = [:]
 
-    func channel(for owner: ChannelOwner, make: @Sendable () async throws -> any UpstreamChannel) async throws -> any UpstreamChannel {
-        if let existing = lock.withLock({ channels[owner.identity] }) { return existing }
-        let channel = try await make()
-        let winner = lock.withLock { () -> any UpstreamChannel in
-            if let existing = channels[owner.identity] { return existing }
-            channels[owner.identity] = channel
-            return channel
-        }
-        if winner !== channel { await channel.close() }
-        return winner
-    }
-
-    func discard(_ channel: any UpstreamChannel, owner: ChannelOwner) {
+    func channels(for owner: ChannelOwner, make: () -> ChannelSet) -> ChannelSet {
         lock.withLock {
-            if let current = channels[owner.identity], current === channel { channels[owner.identity] = nil }
+            if let existing = channels[owner.identity] { return existing }
+            let created = make()
+            channels[owner.identity] = created
+            return created
         }
     }
 
-    func removeAll() -> [any UpstreamChannel] {
+    func removeAll() -> [ChannelSet] {
         lock.withLock {
             defer { channels = [:] }
             return Array(channels.values)

@@ -228,7 +228,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
 
 /// Runs `body`, failing with an upstream timeout after `seconds`.
 @discardableResult
-func withTimeout<T: Sendable>(_ seconds: Double, upstream: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+public func withTimeout<T: Sendable>(_ seconds: Double, upstream: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await body() }
         group.addTask {

@@ -19,6 +19,7 @@ public final class UpstreamServer: @unchecked Sendable {
     private let lock = NSLock()
     private var probed: UpstreamInfo?
     private var stopped = false
+    private var listFailures = 0
 
     enum Backend {
         case http(HTTPTransport)
@@ -45,6 +46,10 @@ public final class UpstreamServer: @unchecked Sendable {
     }
 
     public var isReady: Bool { info != nil }
+
+    /// Counts list fan-outs this server was left out of (failed or too slow).
+    public func countListFailure() { lock.withLock { listFailures += 1 } }
+    public var listFailureCount: Int { lock.withLock { listFailures } }
 
     /// Connects for the first time, retrying with backoff until it works or `shutdown` is called.
     public func start() async {

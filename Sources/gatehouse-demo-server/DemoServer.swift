@@ -6,7 +6,8 @@ import Logging
 import MCP
 
 enum DemoServerInfo {
-    static let name = "gatehouse-demo-server"
+    /// `--name` (or GATEHOUSE_DEMO_NAME) renames the server, e.g. to tell federated copies apart.
+    static let name = ProcessInfo.processInfo.environment["GATEHOUSE_DEMO_NAME"] ?? "gatehouse-demo-server"
     static let version = "0.1.0"
 }
 
@@ -38,7 +39,14 @@ enum DemoCatalogue {
     static let itemsTemplate = "demo://items/{id}"
     static let itemsPrefix = "demo://items/"
 
-    static let tools: [Tool] = [
+    /// `--tools a,b` (or GATEHOUSE_DEMO_TOOLS) offers only those tools.
+    static let enabledTools: Set<String>? = ProcessInfo.processInfo.environment["GATEHOUSE_DEMO_TOOLS"].map {
+        Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+    }
+
+    static var tools: [Tool] { allTools.filter { enabledTools?.contains($0.name) ?? true } }
+
+    static let allTools: [Tool] = [
         Tool(
             name: "echo",
             description: "Returns the given message unchanged.",
@@ -257,6 +265,9 @@ private func callTool(
     _ params: CallTool.Parameters, server: Server, state: DemoSessionState, logger: Logger
 ) async throws -> CallTool.Result {
     let args = params.arguments ?? [:]
+    guard DemoCatalogue.enabledTools?.contains(params.name) ?? true else {
+        throw MCPError.invalidParams("Unknown tool: \(params.name)")
+    }
     do {
         switch params.name {
         case "echo":

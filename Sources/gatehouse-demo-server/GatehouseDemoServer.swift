@@ -41,6 +41,12 @@ struct GatehouseDemoServer: AsyncParsableCommand {
     @Option(name: .long, help: "Endpoint path in --http mode. (default: /mcp)")
     var path: String?
 
+    @Option(name: .long, help: "Server name in serverInfo (default: gatehouse-demo-server).")
+    var name: String?
+
+    @Option(name: .long, help: "Comma-separated tools to offer (default: all).")
+    var tools: String?
+
     @Option(
         name: .long,
         help: "Log level for stderr logs: trace, debug, info, notice, warning, error, critical.")
@@ -66,6 +72,9 @@ struct GatehouseDemoServer: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // The catalogue reads these once, on first use.
+        if let name { setenv("GATEHOUSE_DEMO_NAME", name, 1) }
+        if let tools { setenv("GATEHOUSE_DEMO_TOOLS", tools, 1) }
         let level = Logger.Level(rawValue: logLevel.lowercased()) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

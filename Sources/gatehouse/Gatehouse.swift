@@ -63,7 +63,8 @@ struct Validate: ParsableCommand {
     func run() throws {
         do {
             let config = try ConfigLoader().load(path: file)
-            print("\(file): OK (gateway '\(config.name)', upstream '\(config.upstream.name)')")
+            let endpoints = config.endpoints.map { "\($0.path) → \($0.servers.joined(separator: ", "))" }
+            print("\(file): OK (gateway '\(config.name)'; \(endpoints.joined(separator: "; ")))")
         } catch {
             print(error.description)
             throw ExitCode(1)

@@ -38,12 +38,13 @@ struct ConfigLoaderTests {
         #expect(config.name == "local")
         #expect(config.listen.bind == "0.0.0.0")
         #expect(config.listen.port == 9090)
-        #expect(config.path == "/mcp")
+        #expect(config.endpoints == [GatewayConfig.Endpoint(path: "/mcp", servers: ["demo"])])
+        #expect(config.endpoints[0].prefix == .never)
         #expect(config.limits.maxBodyBytes == 1024)
         #expect(config.sessions.idleTimeoutSeconds == 1800)
         #expect(config.security.allowedOrigins == ["http://localhost:3000"])
-        #expect(config.upstream.timeouts.requestSeconds == 5)
-        guard case .http(let http) = config.upstream.transport else {
+        #expect(config.servers.first?.timeouts.requestSeconds == 5)
+        guard case .http(let http)? = config.servers.first?.transport else {
             Issue.record("expected an http upstream")
             return
         }
@@ -82,7 +83,7 @@ struct ConfigLoaderTests {
             #expect(text.contains("port must be between 0 and 65535"))
             #expect(text.contains("bad.yaml:6:3: error: unknown key 'upstraem' in spec"))
             #expect(text.contains("did you mean 'upstream'?"))
-            #expect(text.contains("missing required key 'upstream'"))
+            #expect(text.contains("missing required key 'upstream' in spec"))
             #expect(text.contains("maxBodyBytes must be an integer"))
             #expect(text.contains("environment variable 'MISSING_VAR' is not set"))
             #expect(error.diagnostics.count >= 5)
@@ -94,7 +95,7 @@ struct ConfigLoaderTests {
         let yaml = validYAML.replacingOccurrences(of: "upstream: demo", with: "upstream: nope")
         #expect(throws: ConfigError.self) { try loader.load(yaml: yaml, file: "g.yaml") }
         do { _ = try loader.load(yaml: yaml, file: "g.yaml") } catch {
-            #expect(error.description.contains("MCPServer 'nope', which is not defined"))
+            #expect(error.description.contains("MCPServer 'nope' is not defined"))
             #expect(error.description.contains("defined MCPServers: demo"))
         }
     }
@@ -111,6 +112,63 @@ struct ConfigLoaderTests {
         do {
             _ = try loader.load(yaml: yaml, file: "x.yaml")
             Issue.record("expected an error containing \(expected)")
+        } catch {
+            #expect(error.description.contains(expected), "\(error.description)")
+        }
+    }
+}
+
+@Suite("Federated endpoints in config")
+struct FederationConfigTests {
+    let loader = ConfigLoader(environment: { ["KEY": String(repeating: "k", count: 40)][$0] }, readFile: { _ in nil })
+
+    func servers(_ names: [String]) -> String {
+        names.map { "---\napiVersion: gatehouse.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: \($0)}\nspec: {stdio: {command: demo}}\n" }.joined()
+    }
+
+    @Test("endpoints expose all servers by default, or the listed ones, with naming")
+    func endpoints() throws {
+        let yaml = """
+            apiVersion: gatehouse.dev/v1alpha1
+            kind: Gateway
+            metadata: {name: f}
+            spec:
+              endpoints:
+                - path: /mcp
+                - path: /mcp/dev
+                  servers: [b]
+                  naming: {separator: "-", prefix: on-collision}
+                  listTimeoutSeconds: 2
+              sessions: {key: {valueFrom: {env: KEY}}}
+
+            """ + servers(["a", "b", "c"])
+        let config = try loader.load(yaml: yaml, file: "f.yaml")
+        #expect(config.endpoints.map(\.path) == ["/mcp", "/mcp/dev"])
+        #expect(config.endpoints[0].servers == ["a", "b", "c"])
+        #expect(config.endpoints[0].prefix == .always)
+        #expect(config.endpoints[1].servers == ["b"])
+        #expect(config.endpoints[1].prefix == .onCollision)
+        #expect(config.endpoints[1].naming.separator == "-")
+        #expect(config.endpoints[1].listTimeoutSeconds == 2)
+        #expect(config.servers.map(\.name) == ["a", "b", "c"])
+        #expect(config.sessions.key?.value.count == 40)
+    }
+
+    @Test("endpoint mistakes are reported", arguments: [
+        ("endpoints: [{path: /mcp, servers: [zz]}]", "MCPServer 'zz' is not defined"),
+        ("endpoints: [{path: /mcp}, {path: /mcp}]", "two endpoints use the path '/mcp'"),
+        ("endpoints: [{path: /healthz}]", "is reserved"),
+        ("endpoints: [{path: /mcp, naming: {prefix: sometimes}}]", "unknown prefix mode 'sometimes'"),
+        ("endpoints: [{path: /mcp, naming: {separator: '  '}}]", "invalid separator"),
+        ("{upstream: a, endpoints: [{path: /x}]}", "cannot both be set"),
+        ("{upstream: a, sessions: {key: short}}", "at least 32 bytes"),
+    ])
+    func mistakes(_ spec: String, _ expected: String) {
+        let yaml = "apiVersion: gatehouse.dev/v1alpha1\nkind: Gateway\nmetadata: {name: f}\nspec:\n  " + spec.replacingOccurrences(of: "\n", with: "\n  ") + "\n" + servers(["a"])
+        let fixed = spec.hasPrefix("{") ? "apiVersion: gatehouse.dev/v1alpha1\nkind: Gateway\nmetadata: {name: f}\nspec: \(spec)\n" + servers(["a"]) : yaml
+        do {
+            _ = try loader.load(yaml: fixed, file: "f.yaml")
+            Issue.record("expected: \(expected)")
         } catch {
             #expect(error.description.contains(expected), "\(error.description)")
         }

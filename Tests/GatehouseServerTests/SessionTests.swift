@@ -3,23 +3,10 @@ import MCPWire
 import Testing
 @testable import GatehouseServer
 
-/// A channel that records what it is asked to send: the one seam faked here.
-final class RecordingChannel: UpstreamChannel, @unchecked Sendable {
-    let info = UpstreamInfo(version: .v2025_11_25, capabilities: [:])
-    var closed = false
-    func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error> {
-        AsyncThrowingStream { $0.finish() }
-    }
-    func send(notification: JSONRPCMessage) async throws {}
-    func send(response: JSONRPCMessage) async throws {}
-    func setUnsolicitedHandler(_ handler: @escaping @Sendable (JSONRPCMessage) -> Void) {}
-    func close() async { closed = true }
-}
-
 @Suite("Session state")
 struct SessionTests {
     func session(_ id: String = SessionID.generate()) -> DownstreamSession {
-        DownstreamSession(id: id, version: .v2025_11_25, identity: .anonymous, client: .gateway, channel: RecordingChannel())
+        DownstreamSession(id: id, version: .v2025_11_25, identity: .anonymous, client: .gateway)
     }
 
     @Test("messages wait for the GET stream, bounded, and arrive in order when it opens")
@@ -63,6 +50,19 @@ struct SessionTests {
         #expect(store.get("busy") != nil)
         #expect(store.get("idle") == nil)
         busy.endRequest()
+    }
+
+    @Test("server-to-client request ids are unique per session and route answers back")
+    func outboundIDs() throws {
+        let s = session()
+        let a = s.mapOutbound(.request(id: 1, method: "roots/list", params: nil), server: 0)
+        let b = s.mapOutbound(.request(id: 1, method: "roots/list", params: nil), server: 2)
+        #expect(a.id != b.id)
+        let answer = try #require(s.resolveInbound(.response(id: b.id!, result: [:])))
+        #expect(answer.server == 2)
+        #expect(answer.message.id == 1)
+        #expect(s.resolveInbound(.response(id: b.id!, result: [:])) == nil)  // answered once only
+        #expect(s.resolveInbound(.response(id: "forged", result: [:])) == nil)
     }
 
     @Test("listen filters honour only what the upstream can deliver")
