@@ -5,7 +5,9 @@ import NIOCore
 
 /// A session-era client's session (`Mcp-Session-Id`), bound to its own upstream channels.
 final class DownstreamSession: @unchecked Sendable {
-    let id: String
+    /// Set once, before the session is stored (a sealed id is known only after its upstream
+    /// sessions are open).
+    private(set) var id: String
     let version: ProtocolVersion
     let identity: Identity
     let client: ClientDescription
@@ -35,6 +37,10 @@ final class DownstreamSession: @unchecked Sendable {
         self.identity = identity
         self.client = client
         self.lastSeen = .now
+    }
+
+    func assign(id: String) {
+        self.id = id
     }
 
     func attach(_ channels: ChannelSet) {
@@ -165,7 +171,7 @@ final class SessionStore: @unchecked Sendable {
 
     func insert(_ session: DownstreamSession) -> Bool {
         lock.withLock {
-            guard sessions.count < maxSessions else { return false }
+            guard sessions.count < maxSessions, sessions[session.id] == nil else { return false }
             sessions[session.id] = session
             return true
         }

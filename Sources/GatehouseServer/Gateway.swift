@@ -31,8 +31,10 @@ public struct Gateway: Sendable {
 
         let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, logger: logger) }
         let byName = Dictionary(uniqueKeysWithValues: upstreams.map { ($0.config.name, $0) })
+        // Derived once: sealing and opening session ids never derive keys per request.
+        let sealer = SessionSealer(secret: config.sessions.key?.value)
         let endpoints = config.endpoints.map { endpoint in
-            MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, logger: logger)
+            MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, sealer: sealer, logger: logger)
         }
         let router = Router(context: GatewayRequestContext.self)
         for endpoint in endpoints {

@@ -27,11 +27,15 @@ final class MCPEndpoint: Sendable {
     let hub: NotificationHub
     let guards: RequestGuards
     let statelessChannels: StatelessChannels
+    let sealer: SessionSealer
     let logger: Logger
     let keepAlive: Duration
 
-    init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], logger: Logger, keepAlive: Duration = .seconds(15)) {
+    init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], sealer: SessionSealer, logger: Logger,
+         keepAlive: Duration = .seconds(15))
+    {
         self.config = config
+        self.sealer = sealer
         self.endpoint = endpoint
         self.servers = servers
         self.names = FederationNames(servers: servers.map(\.config.name), naming: endpoint.naming, prefix: endpoint.prefix)
@@ -195,7 +199,9 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Bad Request: missing Mcp-Session-Id header; start a session with initialize (or send 2026-07-28 requests with _meta[\"\(MetaKey.protocolVersion)\"])")
         }
-        guard SessionID.isWellFormed(sessionID), let session = sessions.get(sessionID), session.identity == context.identity else {
+        guard SessionID.isWellFormed(sessionID), let session = sessions.get(sessionID) ?? resume(sessionID, identity: context.identity),
+            session.identity == context.identity
+        else {
             return sessionNotFound(message.id)
         }
         if let versionHeader, versionHeader != session.version.rawValue {
@@ -203,6 +209,26 @@ final class MCPEndpoint: Sendable {
                                        message: "Bad Request: MCP-Protocol-Version '\(versionHeader)' does not match the session's negotiated version '\(session.version.rawValue)'")
         }
         return await sessionMessage(message, session: session, accepts: accepts)
+    }
+
+    /// A session this replica does not hold: open its sealed id and resume its upstream sessions.
+    private func resume(_ sessionID: String, identity: Identity) -> DownstreamSession? {
+        guard let contents = sealer.open(sessionID), contents.identity == identity.channelKey else { return nil }
+        let session = DownstreamSession(id: sessionID, version: contents.version, identity: identity, client: contents.client)
+        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: SessionID.generate()), client: contents.client, session: session)
+        session.attach(channels)
+        for (index, server) in servers.enumerated() {
+            guard let upstreamID = contents.upstreamSessions[server.config.name],
+                let channel = server.resume(sessionID: upstreamID, client: contents.client)
+            else { continue }
+            channels.adopt(channel, at: index)
+        }
+        guard sessions.insert(session) else {
+            Task { await channels.close() }
+            return sessions.get(sessionID)
+        }
+        logger.info("session resumed from its id", metadata: ["protocol": "\(contents.version)"])
+        return session
     }
 
     private func sessionNotFound(_ id: JSONValue?) -> Response {
@@ -223,9 +249,9 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .serviceUnavailable, id: message.id, code: JSONRPCErrorCode.internalError,
                                        message: "the gateway has too many open sessions (spec.sessions.maxSessions); retry later or end unused sessions with DELETE")
         }
-        let sessionID = SessionID.generate()
-        let session = DownstreamSession(id: sessionID, version: version, identity: identity, client: client)
-        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: sessionID), client: client, session: session)
+        let ownerKey = SessionID.generate()
+        let session = DownstreamSession(id: ownerKey, version: version, identity: identity, client: client)
+        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: ownerKey), client: client, session: session)
         session.attach(channels)
         // Open every server's channel now, so each can reach the client's stream; a server
         // that fails is retried on first use. The session needs at least one.
@@ -250,6 +276,12 @@ final class MCPEndpoint: Sendable {
             await channels.close()
             return HTTPResponses.json(failure(firstError ?? notReady, id: message.id))
         }
+        var upstreamSessions: [String: String] = [:]
+        for (index, channel) in channels.open {
+            if let id = channel.upstreamSessionID { upstreamSessions[servers[index].config.name] = id }
+        }
+        let sessionID = sealer.seal(.init(version: version, identity: identity.channelKey, client: client, upstreamSessions: upstreamSessions))
+        session.assign(id: sessionID)
         guard sessions.insert(session) else {
             await channels.close()
             return HTTPResponses.error(status: .serviceUnavailable, id: message.id, code: JSONRPCErrorCode.internalError,
@@ -461,6 +493,13 @@ final class MCPEndpoint: Sendable {
         var first: UpstreamEvent?
         do {
             first = try await events.next()
+        } catch let error as UpstreamError where error.kind == .sessionExpired && session != nil {
+            // The upstream ended this client's session (restart, expiry, or the client ended
+            // it through another replica): end the client's session too, so it re-initializes.
+            onEnd()
+            if let session, sessions.remove(session.id) != nil { await end(session) }
+            logger.notice("session ended because its upstream session ended", metadata: ["upstream": "\(error.upstream)"])
+            return sessionNotFound(message.id)
         } catch let error as UpstreamError where error.kind == .sessionExpired && session == nil {
             // A pooled upstream session of stateless clients ended: open a new one, once.
             scope.channels.discard(channel, at: index)

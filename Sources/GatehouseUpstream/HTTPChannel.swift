@@ -10,6 +10,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     let info: UpstreamInfo
     let client: ClientDescription
     let sessionID: String?
+    var upstreamSessionID: String? { sessionID }
     let requestTimeout: Double
     private let lock = NSLock()
     private var nextID = 1
@@ -93,7 +94,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             instructions: result["instructions"]?.stringValue)
     }
 
-    private func startListening() {
+    func startListening() {
         let task = Task { [weak self] in
             var delay = 0.5
             while !Task.isCancelled {

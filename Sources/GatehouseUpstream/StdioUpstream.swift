@@ -338,6 +338,7 @@ public final class StdioUpstream: @unchecked Sendable {
 final class StdioChannel: UpstreamChannel, @unchecked Sendable {
     let upstream: StdioUpstream
     let info: UpstreamInfo
+    var upstreamSessionID: String? { nil }
     private let lock = NSLock()
     private var handler: (@Sendable (JSONRPCMessage) -> Void)?
     /// The client's request id -> Gatehouse's id upstream, for cancellation.

@@ -108,6 +108,15 @@ public final class UpstreamServer: @unchecked Sendable {
         }
     }
 
+    /// A channel bound to an upstream session opened earlier (possibly by another replica),
+    /// or nil when this server has no such sessions (stdio, stateless HTTP, not reachable).
+    public func resume(sessionID: String, client: ClientDescription) -> (any UpstreamChannel)? {
+        guard case .http(let transport) = backend, let info, !info.version.isStateless else { return nil }
+        let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: sessionID, requestTimeout: config.timeouts.requestSeconds)
+        channel.startListening()
+        return channel
+    }
+
     public func shutdown() async {
         lock.withLock { stopped = true }
         if case .stdio(let stdio) = backend { await stdio.stop() }

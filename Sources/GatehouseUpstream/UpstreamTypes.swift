@@ -102,6 +102,8 @@ public enum GatehouseVersion {
 /// One logical MCP client connection to an upstream on behalf of one owner.
 public protocol UpstreamChannel: AnyObject, Sendable {
     var info: UpstreamInfo { get }
+    /// The upstream's own `Mcp-Session-Id`, when this channel is an upstream session.
+    var upstreamSessionID: String? { get }
     /// Forwards a request. The stream yields related messages, then exactly one `.response`,
     /// or throws `UpstreamError`. Cancelling the consumer cancels the upstream request.
     func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error>

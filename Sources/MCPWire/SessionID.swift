@@ -16,6 +16,6 @@ public enum SessionID {
 
     /// Session ids must be visible ASCII (0x21...0x7E) and of sane length.
     public static func isWellFormed(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 256 && id.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }
+        !id.isEmpty && id.utf8.count <= 8192 && id.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E }
     }
 }
