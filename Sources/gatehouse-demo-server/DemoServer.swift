@@ -44,6 +44,9 @@ enum DemoCatalogue {
         Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
     }
 
+    /// `--page-size N` (or GATEHOUSE_DEMO_PAGE_SIZE) pages tools/list.
+    static let pageSize: Int? = ProcessInfo.processInfo.environment["GATEHOUSE_DEMO_PAGE_SIZE"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
+
     static var tools: [Tool] { allTools.filter { enabledTools?.contains($0.name) ?? true } }
 
     static let allTools: [Tool] = [
@@ -177,8 +180,16 @@ func makeDemoServer(state: DemoSessionState, logger: Logger) async -> Server {
         )
     )
 
-    await server.withMethodHandler(ListTools.self) { _ in
-        ListTools.Result(tools: DemoCatalogue.tools)
+    await server.withMethodHandler(ListTools.self) { params in
+        // With --page-size, tools/list pages (the cursor is the next index), to exercise
+        // pagination through the gateway.
+        let all = DemoCatalogue.tools
+        guard let size = DemoCatalogue.pageSize else { return ListTools.Result(tools: all) }
+        guard let start = Int(params.cursor ?? "0"), (0...all.count).contains(start) else {
+            throw MCPError.invalidParams("Invalid cursor")
+        }
+        let end = min(start + size, all.count)
+        return ListTools.Result(tools: Array(all[start..<end]), nextCursor: end < all.count ? String(end) : nil)
     }
 
     // Handlers are stored inside the server, so they hold it weakly.

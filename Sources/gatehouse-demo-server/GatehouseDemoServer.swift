@@ -47,6 +47,9 @@ struct GatehouseDemoServer: AsyncParsableCommand {
     @Option(name: .long, help: "Comma-separated tools to offer (default: all).")
     var tools: String?
 
+    @Option(name: .long, help: "Page tools/list by this many tools (default: no paging).")
+    var pageSize: Int?
+
     @Option(
         name: .long,
         help: "Log level for stderr logs: trace, debug, info, notice, warning, error, critical.")
@@ -75,6 +78,7 @@ struct GatehouseDemoServer: AsyncParsableCommand {
         // The catalogue reads these once, on first use.
         if let name { setenv("GATEHOUSE_DEMO_NAME", name, 1) }
         if let tools { setenv("GATEHOUSE_DEMO_TOOLS", tools, 1) }
+        if let pageSize { setenv("GATEHOUSE_DEMO_PAGE_SIZE", String(pageSize), 1) }
         let level = Logger.Level(rawValue: logLevel.lowercased()) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
