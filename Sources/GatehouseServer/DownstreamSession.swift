@@ -161,7 +161,11 @@ final class DownstreamSession: @unchecked Sendable {
 final class SessionStore: @unchecked Sendable {
     private let lock = NSLock()
     private var sessions: [String: DownstreamSession] = [:]
+    /// Ids of sessions ended here (DELETE, expiry), so their sealed ids cannot bring them back
+    /// on this replica. Kept for `endedMemory`, at most `maxSessions` entries.
+    private var ended: [String: ContinuousClock.Instant] = [:]
     let maxSessions: Int
+    var endedMemory: Duration = .seconds(3600)
 
     init(maxSessions: Int) {
         self.maxSessions = maxSessions
@@ -182,14 +186,35 @@ final class SessionStore: @unchecked Sendable {
     }
 
     func remove(_ id: String) -> DownstreamSession? {
-        lock.withLock { sessions.removeValue(forKey: id) }
+        lock.withLock {
+            let session = sessions.removeValue(forKey: id)
+            if session != nil { remember(ended: id) }
+            return session
+        }
+    }
+
+    /// Whether a session with this id was ended on this replica.
+    func wasEnded(_ id: String) -> Bool {
+        lock.withLock { ended[id] != nil }
+    }
+
+    private func remember(ended id: String) {
+        let now = ContinuousClock.now
+        if ended.count >= maxSessions {
+            ended = ended.filter { now - $0.value < endedMemory }
+            if ended.count >= maxSessions, let oldest = ended.min(by: { $0.value < $1.value }) { ended[oldest.key] = nil }
+        }
+        ended[id] = now
     }
 
     func removeIdle(longerThan timeout: Duration) -> [DownstreamSession] {
         let now = ContinuousClock.now
         return lock.withLock {
             let idle = sessions.values.filter { $0.isIdle(longerThan: timeout, now: now) }
-            for session in idle { sessions[session.id] = nil }
+            for session in idle {
+                sessions[session.id] = nil
+                remember(ended: session.id)
+            }
             return idle
         }
     }

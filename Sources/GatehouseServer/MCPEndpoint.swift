@@ -40,6 +40,8 @@ final class MCPEndpoint: Sendable {
         self.servers = servers
         self.names = FederationNames(servers: servers.map(\.config.name), naming: endpoint.naming, prefix: endpoint.prefix)
         self.sessions = SessionStore(maxSessions: config.sessions.maxSessions)
+        // An ended session stays unresumable here at least as long as an idle one would live.
+        self.sessions.endedMemory = .seconds(max(3600, config.sessions.idleTimeoutSeconds))
         self.hub = NotificationHub()
         self.guards = RequestGuards(security: config.security)
         self.statelessChannels = StatelessChannels()
@@ -213,7 +215,7 @@ final class MCPEndpoint: Sendable {
 
     /// A session this replica does not hold: open its sealed id and resume its upstream sessions.
     private func resume(_ sessionID: String, identity: Identity) -> DownstreamSession? {
-        guard let contents = sealer.open(sessionID), contents.identity == identity.channelKey else { return nil }
+        guard !sessions.wasEnded(sessionID), let contents = sealer.open(sessionID), contents.identity == identity.channelKey else { return nil }
         let session = DownstreamSession(id: sessionID, version: contents.version, identity: identity, client: contents.client)
         let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: SessionID.generate()), client: contents.client, session: session)
         session.attach(channels)

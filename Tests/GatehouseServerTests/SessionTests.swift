@@ -52,6 +52,21 @@ struct SessionTests {
         busy.endRequest()
     }
 
+    @Test("ended sessions are remembered so their sealed ids cannot revive them here")
+    func endedRemembered() {
+        let store = SessionStore(maxSessions: 2)
+        #expect(store.insert(session("one")))
+        #expect(store.remove("one") != nil)
+        #expect(store.wasEnded("one"))
+        #expect(!store.wasEnded("two"))
+        #expect(!store.insert(session("one")) || store.get("one") != nil)
+        for i in 0..<5 {  // bounded by maxSessions
+            #expect(store.insert(session("s\(i)")))
+            _ = store.remove("s\(i)")
+        }
+        #expect(store.wasEnded("s4"))
+    }
+
     @Test("server-to-client request ids are unique per session and route answers back")
     func outboundIDs() throws {
         let s = session()
