@@ -54,12 +54,12 @@ struct SessionSealer: Sendable {
         ]
         // Sealing with a fresh random nonce cannot fail for a valid key.
         let box = try! AES.GCM.seal(Data(JSONWriter.bytes(document)), using: key)
-        return Self.base64url(box.combined!)
+        return Base64URL.encode(box.combined!)
     }
 
     /// Nil when the id was not sealed by this key (tampered, foreign, or not a sealed id).
     func open(_ id: String) -> Contents? {
-        guard id.count <= 8192, let data = Self.unbase64url(id), data.count > 28,
+        guard id.count <= 8192, let data = Base64URL.decode(id), data.count > 28,
             let box = try? AES.GCM.SealedBox(combined: data),
             let plain = try? AES.GCM.open(box, using: key),
             let value = try? JSONParser.parse(Array(plain), maxDepth: 32), value["v"] == 1,
@@ -76,14 +76,4 @@ struct SessionSealer: Sendable {
             upstreamSessions: upstream)
     }
 
-    static func base64url(_ data: Data) -> String {
-        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func unbase64url(_ text: String) -> Data? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64)
-    }
 }

@@ -148,16 +148,12 @@ public struct FederatedCursor: Sendable, Equatable {
 
     public var encoded: String {
         let object = JSONObject(positions.map { (key: $0.server, value: JSONValue.string($0.cursor)) })
-        let data = Data(JSONWriter.bytes(["v": 1, "p": .object(object)]))
-        return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        return Base64URL.encode(Data(JSONWriter.bytes(["v": 1, "p": .object(object)])))
     }
 
     /// Nil when the text is not a cursor Gatehouse made for these servers.
     public init?(decoding text: String, servers: [String]) {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        guard text.count < 16 << 10, let data = Data(base64Encoded: base64),
+        guard text.count < 16 << 10, let data = Base64URL.decode(text),
             let value = try? JSONParser.parse(Array(data), maxDepth: 4), value["v"] == 1,
             let object = value["p"]?.objectValue
         else { return nil }
