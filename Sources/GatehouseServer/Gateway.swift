@@ -24,12 +24,20 @@ public struct Gateway: Sendable {
     /// `onListening` gets the bound address (useful with port 0).
     public func run(onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) async throws {
         var clientConfig = HTTPClient.Configuration()
-        clientConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        // Requests (including SSE answers of long tool calls) share this pool per upstream host.
+        clientConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 512
         clientConfig.timeout.connect = .milliseconds(Int64((config.servers.map(\.timeouts.connectSeconds).max() ?? 5) * 1000))
         clientConfig.decompression = .disabled
+        // A refused connection is an answer: fail the request now (the client gets an error
+        // naming the upstream) instead of retrying until the connect timeout.
+        clientConfig.connectionPool.retryConnectionEstablishment = false
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+        // Session GET streams hold a connection each for as long as a client session lives.
+        var streamConfig = clientConfig
+        streamConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1 << 20
+        let streamClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: streamConfig)
 
-        let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, logger: logger) }
+        let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, streamClient: streamClient, logger: logger) }
         let byName = Dictionary(uniqueKeysWithValues: upstreams.map { ($0.config.name, $0) })
         // Derived once: sealing and opening session ids never derive keys per request.
         let sealer = SessionSealer(secret: config.sessions.key?.value)
@@ -83,9 +91,11 @@ public struct Gateway: Sendable {
             try await group.run()
         } catch {
             try? await httpClient.shutdown()
+            try? await streamClient.shutdown()
             throw error
         }
         try? await httpClient.shutdown()
+        try? await streamClient.shutdown()
         logger.info("stopped")
     }
 }

@@ -73,7 +73,11 @@ final class MCPEndpoint: Sendable {
 
     /// The error clients get while no server of the endpoint is reachable yet.
     var notReady: UpstreamError {
-        UpstreamError(upstream: servers.map(\.config.name).joined(separator: ", "), kind: .notReady, detail: "no server of this endpoint has completed its handshake")
+        if servers.count == 1 {
+            return UpstreamError(upstream: servers[0].config.name, kind: .notReady, detail: servers[0].connectProblem)
+        }
+        return UpstreamError(upstream: servers.map(\.config.name).joined(separator: ", "), kind: .notReady,
+                             detail: servers.map { "\($0.config.name): \($0.connectProblem)" }.joined(separator: "; "))
     }
 
     /// A channel set for one client, routing what servers send outside requests.
@@ -693,8 +697,11 @@ final class MCPEndpoint: Sendable {
 
     func shutdown() async {
         closeStreams()
-        for session in sessions.removeAll() { await end(session) }
-        for channels in statelessChannels.removeAll() { await channels.close() }
+        // End sessions concurrently: each may DELETE an upstream session.
+        await withDiscardingTaskGroup { group in
+            for session in sessions.removeAll() { group.addTask { await self.end(session) } }
+            for channels in statelessChannels.removeAll() { group.addTask { await channels.close() } }
+        }
     }
 }
 

@@ -13,6 +13,9 @@ struct HTTPTransport: Sendable {
     let url: String
     let headers: [(name: String, value: Secret)]
     let client: HTTPClient
+    /// Long-lived GET streams use their own pool, so that many open streams can never take
+    /// every connection the requests need.
+    let streamClient: HTTPClient
     let logger: Logger
     static let maxJSONBody = 32 << 20
 
@@ -96,7 +99,7 @@ struct HTTPTransport: Sendable {
         request.method = .GET
         request.headers.add(name: "Accept", value: "text/event-stream")
         addCommonHeaders(&request, sessionID: sessionID, version: version)
-        let response = try await client.execute(request, timeout: .hours(24 * 365))
+        let response = try await streamClient.execute(request, timeout: .hours(24 * 365))
         guard response.status == .ok else { return false }
         var parser = SSEParser()
         for try await chunk in response.body {
@@ -112,7 +115,7 @@ struct HTTPTransport: Sendable {
         var request = HTTPClientRequest(url: url)
         request.method = .DELETE
         addCommonHeaders(&request, sessionID: sessionID, version: version)
-        _ = try? await client.execute(request, timeout: .seconds(5))
+        _ = try? await client.execute(request, timeout: .seconds(2))
     }
 
     private func addCommonHeaders(_ request: inout HTTPClientRequest, sessionID: String?, version: ProtocolVersion) {

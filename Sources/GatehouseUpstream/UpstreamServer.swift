@@ -20,18 +20,21 @@ public final class UpstreamServer: @unchecked Sendable {
     private var probed: UpstreamInfo?
     private var stopped = false
     private var listFailures = 0
+    private var lastError: String?
 
     enum Backend {
         case http(HTTPTransport)
         case stdio(StdioUpstream)
     }
 
-    public init(config: ServerConfig, httpClient: HTTPClient, logger: Logger) {
+    public init(config: ServerConfig, httpClient: HTTPClient, streamClient: HTTPClient? = nil, logger: Logger) {
         self.config = config
         self.logger = logger
         switch config.transport {
         case .http(let http):
-            backend = .http(HTTPTransport(serverName: config.name, url: http.url, headers: http.headers, client: httpClient, logger: logger))
+            backend = .http(HTTPTransport(
+                serverName: config.name, url: http.url, headers: http.headers, client: httpClient,
+                streamClient: streamClient ?? httpClient, logger: logger))
         case .stdio(let stdio):
             backend = .stdio(StdioUpstream(name: config.name, stdio: stdio, timeouts: config.timeouts, logger: logger))
         }
@@ -46,6 +49,11 @@ public final class UpstreamServer: @unchecked Sendable {
     }
 
     public var isReady: Bool { info != nil }
+
+    /// Why the first connection has not succeeded yet, for error messages.
+    public var connectProblem: String {
+        lock.withLock { lastError }.map { "\($0); retrying" } ?? "it has not completed its handshake"
+    }
 
     /// Counts list fan-outs this server was left out of (failed or too slow).
     public func countListFailure() { lock.withLock { listFailures += 1 } }
@@ -63,6 +71,7 @@ public final class UpstreamServer: @unchecked Sendable {
                 ])
                 return
             } catch {
+                lock.withLock { lastError = (error as? UpstreamError)?.detail ?? "\(error)" }
                 logger.warning("upstream not reachable yet", metadata: ["upstream": "\(config.name)", "error": "\(error)", "retry_in": "\(delay)s"])
                 if case .stdio = backend { return }  // StdioUpstream restarts by itself
             }
@@ -94,7 +103,7 @@ public final class UpstreamServer: @unchecked Sendable {
     /// identity (never across identities).
     public func channel(for owner: ChannelOwner, client: ClientDescription) async throws -> any UpstreamChannel {
         guard let info else {
-            throw UpstreamError(upstream: config.name, kind: .notReady, detail: "it has not completed its handshake")
+            throw UpstreamError(upstream: config.name, kind: .notReady, detail: connectProblem)
         }
         switch backend {
         case .stdio(let stdio):
