@@ -1,0 +1,858 @@
+import Foundation
+
+/// A rule's variables: a window of `EvalContext.slots` starting at `base` (frames are strictly nested).
+struct Frame {
+    let base: Int
+}
+
+enum CacheEntry {
+    case undefined
+    case value(Value)
+    case inProgress
+}
+
+enum Mock {
+    case value(Value)
+    case callee(Callee)
+}
+
+enum Simple {
+    case value(Value)
+    case undefined
+    case complex
+}
+
+/// State of one query evaluation. Not shared between threads; created per query.
+public final class EvalContext {
+    let policy: CompiledPolicy
+    var input: Value?
+    var data: Value
+    /// Rule results of this query (by rule-set id); `.inProgress` while a rule is being evaluated.
+    var cache: [Int: CacheEntry] = [:]
+    /// Variable slots of all active frames.
+    var slots: [Value?] = []
+    var top = 0
+    var mocks: [String: Mock] = [:]
+    var dataOverrides: [([String], Value)] = []
+    let strict: Bool
+    var callDepth = 0
+    var uuids: [String: String] = [:]
+    let printHook: (@Sendable (String) -> Void)?
+    private var fixedNow: Int64?
+    let clock: @Sendable () -> Date
+
+    init(policy: CompiledPolicy, input: Value?, data: Value, strict: Bool, print: (@Sendable (String) -> Void)?, clock: @escaping @Sendable () -> Date) {
+        self.policy = policy
+        self.input = input
+        self.data = data
+        self.slots.reserveCapacity(32)
+        self.strict = strict
+        self.printHook = print
+        self.clock = clock
+    }
+
+    /// `time.now_ns()`: fixed once per query.
+    public var nowNs: Int64 {
+        if let n = fixedNow { return n }
+        let n = Int64(clock().timeIntervalSince1970 * 1_000_000_000)
+        fixedNow = n
+        return n
+    }
+
+    @inline(__always)
+    func pushFrame(_ n: Int) -> Frame {
+        let f = Frame(base: top)
+        top &+= n
+        if slots.count < top { slots.append(contentsOf: repeatElement(nil, count: top - slots.count)) }
+        return f
+    }
+
+    @inline(__always)
+    func popFrame(_ f: Frame) {
+        // Bindings are undone on backtracking; clear anyway so an error path cannot leak values.
+        var i = f.base
+        while i < top {
+            if slots[i] != nil { slots[i] = nil }
+            i &+= 1
+        }
+        top = f.base
+    }
+
+    func unsafeError(_ s: Int) -> PolicyError {
+        PolicyError(.internalError, "unbound variable at evaluation (slot \(s))")
+    }
+
+    // MARK: bodies and expressions
+
+    func evalBody(_ body: [CExpr], _ i: Int, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        if i == body.count { return try k() }
+        return try evalExpr(body[i], f) { try evalBody(body, i + 1, f, k) }
+    }
+
+    func evalExpr(_ e: CExpr, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        if !e.with.isEmpty { return try evalWith(e, f, k) }
+        return try evalExprNoWith(e, f, k)
+    }
+
+    func evalExprNoWith(_ e: CExpr, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        if e.negated {
+            let found = try evalExprInner(e, f) { true }
+            return found ? false : try k()
+        }
+        return try evalExprInner(e, f, k)
+    }
+
+    func evalExprInner(_ e: CExpr, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        switch e.kind {
+        case .noop:
+            return try k()
+        case .term(let t):
+            return try evalTerm(t, f) { v in
+                if case .bool(false) = v { return false }
+                return try k()
+            }
+        case .unify(let a, let b):
+            return try unify(a, b, f, k)
+        case .someIn(let key, let value, let coll):
+            return try evalTerm(coll, f) { c in
+                try iterate(c) { kk, vv in
+                    if let key {
+                        return try unifyValue(key, kk, f) { try unifyValue(value, vv, f, k) }
+                    }
+                    return try unifyValue(value, vv, f, k)
+                }
+            }
+        case .every(let key, let value, let domain, let body, _):
+            var domains: [Value] = []
+            _ = try evalTerm(domain, f) { d in domains.append(d); return true }
+            guard let d = domains.first else { return false }
+            var allOK = true
+            _ = try iterate(d) { kk, vv in
+                let sat: Bool
+                if let key {
+                    sat = try unifyValue(key, kk, f) { try unifyValue(value, vv, f) { try evalBody(body, 0, f) { true } } }
+                } else {
+                    sat = try unifyValue(value, vv, f) { try evalBody(body, 0, f) { true } }
+                }
+                if !sat { allOK = false; return true }
+                return false
+            }
+            return allOK ? try k() : false
+        }
+    }
+
+    // MARK: with
+
+    func evalWith(_ e: CExpr, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        var values: [Value] = []
+        for w in e.with {
+            if w.mockCallee != nil { values.append(.null); continue }
+            var got: Value?
+            _ = try evalTerm(w.value, f) { v in got = v; return true }
+            guard let v = got else { return false }
+            values.append(v)
+        }
+        let savedInput = input, savedOverrides = dataOverrides, savedMocks = mocks
+        var outerCache = cache
+        for (w, v) in zip(e.with, values) {
+            switch w.target {
+            case .input(let path):
+                input = path.isEmpty ? v : upsert(input ?? .emptyObject, path[...], v)
+            case .data(let path):
+                dataOverrides.append((path, v))
+            case .function(let name):
+                if let c = w.mockCallee { mocks[name] = .callee(c) } else { mocks[name] = .value(v) }
+            }
+        }
+        var innerInput = input, innerOverrides = dataOverrides, innerMocks = mocks
+        var innerCache: [Int: CacheEntry] = [:]
+        cache = innerCache
+        defer {
+            input = savedInput
+            dataOverrides = savedOverrides
+            mocks = savedMocks
+            cache = outerCache
+        }
+        return try evalExprNoWith(e, f) {
+            innerInput = input; innerOverrides = dataOverrides; innerMocks = mocks
+            innerCache = cache
+            input = savedInput; dataOverrides = savedOverrides; mocks = savedMocks
+            cache = outerCache
+            let r = try k()
+            outerCache = cache
+            input = innerInput; dataOverrides = innerOverrides; mocks = innerMocks
+            cache = innerCache
+            return r
+        }
+    }
+
+    func upsert(_ doc: Value, _ path: ArraySlice<String>, _ v: Value) -> Value {
+        guard let first = path.first else { return v }
+        var o: [Value: Value]
+        if case .object(let existing) = doc { o = existing } else { o = [:] }
+        let key = Value.string(first)
+        o[key] = upsert(o[key] ?? .emptyObject, path.dropFirst(), v)
+        return .object(o)
+    }
+
+    // MARK: terms
+
+    /// Evaluates without enumeration when possible.
+    func simple(_ t: CTerm, _ f: Frame) throws -> Simple {
+        switch t {
+        case .const(let v): return .value(v)
+        case .slot(let s):
+            if let v = slots[f.base &+ s] { return .value(v) }
+            return .complex
+        case .input:
+            if let i = input { return .value(i) }
+            return .undefined
+        case .ref(let head, let path):
+            var cur: Value
+            switch try simple(head, f) {
+            case .value(let v): cur = v
+            case .undefined: return .undefined
+            case .complex: return .complex
+            }
+            for p in path {
+                let key: Value
+                switch p {
+                case .const(let v): key = v
+                case .slot(let s):
+                    guard let v = slots[f.base &+ s] else { return .complex }
+                    key = v
+                default: return .complex
+                }
+                guard let n = cur.lookup(key) else { return .undefined }
+                cur = n
+            }
+            return .value(cur)
+        case .dataRef(let node, let prefix, let rest):
+            guard dataOverrides.isEmpty else { return .complex }
+            var cur: Value
+            if let node {
+                guard let rs = node.ruleSet, node.children.isEmpty, rs.kind != .function else { return .complex }
+                guard let v = try evalRuleSet(rs) else { return .undefined }
+                cur = v
+            } else {
+                guard let b = lookupBase(prefix) else { return .undefined }
+                cur = b
+            }
+            for p in rest {
+                let key: Value
+                switch p {
+                case .const(let v): key = v
+                case .slot(let s):
+                    guard let v = slots[f.base &+ s] else { return .complex }
+                    key = v
+                default: return .complex
+                }
+                guard let n = cur.lookup(key) else { return .undefined }
+                cur = n
+            }
+            return .value(cur)
+        default:
+            return .complex
+        }
+    }
+
+    func evalTerm(_ t: CTerm, _ f: Frame, _ k: (Value) throws -> Bool) throws -> Bool {
+        switch t {
+        case .const(let v): return try k(v)
+        case .slot(let s):
+            guard let v = slots[f.base &+ s] else { throw unsafeError(s) }
+            return try k(v)
+        case .input:
+            guard let i = input else { return false }
+            return try k(i)
+        case .ref(let head, let path):
+            switch try simple(t, f) {
+            case .value(let v): return try k(v)
+            case .undefined: return false
+            case .complex: break
+            }
+            return try evalTerm(head, f) { hv in try walk(hv, path, 0, f, k) }
+        case .dataRef(let node, let prefix, let rest):
+            switch try simple(t, f) {
+            case .value(let v): return try k(v)
+            case .undefined: return false
+            case .complex: break
+            }
+            if !dataOverrides.isEmpty { return try evalDataRefOverridden(node, prefix, rest, f, k) }
+            return try evalDataRef(node, prefix, rest, f, k)
+        case .array(let elems):
+            return try evalList(elems, 0, f, []) { vals in try k(.array(vals)) }
+        case .set(let elems):
+            return try evalList(elems, 0, f, []) { vals in try k(.set(Set(vals))) }
+        case .object(let pairs):
+            var flat: [CTerm] = []
+            flat.reserveCapacity(pairs.count * 2)
+            for (a, b) in pairs {
+                flat.append(a)
+                flat.append(b)
+            }
+            return try evalList(flat, 0, f, []) { vals in
+                var o: [Value: Value] = [:]
+                var i = 0
+                while i < vals.count {
+                    o[vals[i]] = vals[i + 1]
+                    i += 2
+                }
+                return try k(.object(o))
+            }
+        case .call(let callee, let args, let loc):
+            if case .builtin(let b) = callee, b.isSpecial {
+                if b.name == "print" { return try evalPrint(args, f, loc, k) }
+                if mocks.isEmpty || mocks["walk"] == nil {
+                    return try evalTerm(args[0], f) { v in try walkRelation(v, [], k) }
+                }
+            }
+            return try evalList(args, 0, f, []) { vals in
+                guard let r = try call(callee, vals, loc) else { return false }
+                return try k(r)
+            }
+        case .compr(let c):
+            return try k(try evalCompr(c, f))
+        }
+    }
+
+    func evalList(_ ts: [CTerm], _ i: Int, _ f: Frame, _ acc: [Value], _ k: ([Value]) throws -> Bool) throws -> Bool {
+        // Fast path: all simple.
+        if i == 0 {
+            var vals: [Value] = []
+            vals.reserveCapacity(ts.count)
+            var allSimple = true
+            for t in ts {
+                switch try simple(t, f) {
+                case .value(let v): vals.append(v)
+                case .undefined: return false
+                case .complex: allSimple = false
+                }
+                if !allSimple { break }
+            }
+            if allSimple { return try k(vals) }
+        }
+        if i == ts.count { return try k(acc) }
+        return try evalTerm(ts[i], f) { v in
+            var a = acc
+            a.append(v)
+            return try evalList(ts, i + 1, f, a, k)
+        }
+    }
+
+    func evalCompr(_ c: Compr, _ f: Frame) throws -> Value {
+        switch c.kind {
+        case .array:
+            var out: [Value] = []
+            _ = try evalBody(c.body, 0, f) {
+                try evalTerm(c.head, f) { v in out.append(v); return false }
+            }
+            return .array(out)
+        case .set:
+            var out = Set<Value>()
+            _ = try evalBody(c.body, 0, f) {
+                try evalTerm(c.head, f) { v in out.insert(v); return false }
+            }
+            return .set(out)
+        case .object:
+            var out: [Value: Value] = [:]
+            _ = try evalBody(c.body, 0, f) {
+                try evalTerm(c.head, f) { key in
+                    try evalTerm(c.head2!, f) { v in
+                        if let e = out[key], e != v {
+                            throw PolicyError(.conflict, "object keys must be unique")
+                        }
+                        out[key] = v
+                        return false
+                    }
+                }
+            }
+            return .object(out)
+        }
+    }
+
+    func evalPrint(_ args: [CTerm], _ f: Frame, _ loc: SourceLocation, _ k: (Value) throws -> Bool) throws -> Bool {
+        var parts: [String] = []
+        for a in args {
+            var vals: [Value] = []
+            _ = try evalTerm(a, f) { v in vals.append(v); return false }
+            if vals.isEmpty {
+                parts.append("<undefined>")
+            } else if vals.count == 1 {
+                if case .string(let s) = vals[0] { parts.append(s) } else { parts.append(vals[0].description) }
+            } else {
+                parts.append(Value.set(Set(vals)).description)
+            }
+        }
+        let line = parts.joined(separator: " ")
+        if let h = printHook { h("\(loc): \(line)") }
+        return try k(.true)
+    }
+
+    /// `walk(x)`: every [path, value] pair in x, root first, keys in sorted order.
+    func walkRelation(_ v: Value, _ path: [Value], _ k: (Value) throws -> Bool) throws -> Bool {
+        if try k(.array([.array(path), v])) { return true }
+        switch v {
+        case .array, .object, .set:
+            return try iterate(v) { key, child in try walkRelation(child, path + [key], k) }
+        default:
+            return false
+        }
+    }
+
+    // MARK: references
+
+    /// Walks a value along path terms, iterating where keys are unbound.
+    func walk(_ v: Value, _ path: [CTerm], _ i: Int, _ f: Frame, _ k: (Value) throws -> Bool) throws -> Bool {
+        if i == path.count { return try k(v) }
+        let p = path[i]
+        switch try simple(p, f) {
+        case .value(let key):
+            guard let n = v.lookup(key) else { return false }
+            return try walk(n, path, i + 1, f, k)
+        case .undefined:
+            return false
+        case .complex:
+            if hasUnboundPattern(p, f) {
+                return try iterate(v) { key, elem in
+                    try unifyValue(p, key, f) { try walk(elem, path, i + 1, f, k) }
+                }
+            }
+            return try evalTerm(p, f) { key in
+                guard let n = v.lookup(key) else { return false }
+                return try walk(n, path, i + 1, f, k)
+            }
+        }
+    }
+
+    /// Calls `k(key, value)` for each element of a collection in sorted order. Scalars have no elements.
+    func iterate(_ v: Value, _ k: (Value, Value) throws -> Bool) throws -> Bool {
+        switch v {
+        case .array(let a):
+            for (i, e) in a.enumerated() where try k(.int(i), e) { return true }
+        case .object(let o):
+            if o.count == 1, let (key, val) = o.first { return try k(key, val) }
+            for key in o.keys.sorted() where try k(key, o[key]!) { return true }
+        case .set(let s):
+            for e in s.sorted() where try k(e, e) { return true }
+        default: break
+        }
+        return false
+    }
+
+    func hasUnboundPattern(_ t: CTerm, _ f: Frame) -> Bool {
+        switch t {
+        case .slot(let s): return slots[f.base &+ s] == nil
+        case .array(let a): return a.contains { hasUnboundPattern($0, f) }
+        case .object(let pairs): return pairs.contains { hasUnboundPattern($0.1, f) }
+        default: return false
+        }
+    }
+
+    func lookupBase(_ path: [String]) -> Value? {
+        var cur = data
+        for s in path {
+            guard case .object(let o) = cur, let n = o[.string(s)] else { return nil }
+            cur = n
+        }
+        return cur
+    }
+
+    func evalDataRef(_ node: RuleNode?, _ prefix: [String], _ rest: [CTerm], _ f: Frame, _ k: (Value) throws -> Bool) throws -> Bool {
+        if let node {
+            return try walkNode(node, lookupBase(prefix), rest, 0, f, k)
+        }
+        guard let base = lookupBase(prefix) else { return false }
+        return try walk(base, rest, 0, f, k)
+    }
+
+    func walkNode(_ node: RuleNode, _ base: Value?, _ rest: [CTerm], _ i: Int, _ f: Frame, _ k: (Value) throws -> Bool) throws -> Bool {
+        if let rs = node.ruleSet {
+            if rs.kind == .function { return false }
+            guard var v = try evalRuleSet(rs) else {
+                if !node.children.isEmpty, case .object(let o) = try buildDoc(node, nil, skipSelf: true), !o.isEmpty {
+                    return try walk(.object(o), rest, i, f, k)
+                }
+                return false
+            }
+            if !node.children.isEmpty, case .object(var o) = v {
+                if case .object(let extra) = try buildDoc(node, nil, skipSelf: true) {
+                    for (a, b) in extra { o[a] = b }
+                }
+                v = .object(o)
+            }
+            return try walk(v, rest, i, f, k)
+        }
+        if i == rest.count { return try k(try buildDoc(node, base, skipSelf: false)) }
+        let p = rest[i]
+        func descend(_ key: Value) throws -> Bool {
+            if case .string(let s) = key, let child = node.children[s] {
+                return try walkNode(child, base?.lookup(key), rest, i + 1, f, k)
+            }
+            guard let b = base?.lookup(key) else { return false }
+            return try walk(b, rest, i + 1, f, k)
+        }
+        switch try simple(p, f) {
+        case .value(let key): return try descend(key)
+        case .undefined: return false
+        case .complex:
+            if hasUnboundPattern(p, f) {
+                var keys = Set<Value>()
+                for c in node.children.keys { keys.insert(.string(c)) }
+                if case .object(let o)? = base { for kk in o.keys { keys.insert(kk) } }
+                for key in keys.sorted() {
+                    if try unifyValue(p, key, f, { try descend(key) }) { return true }
+                }
+                return false
+            }
+            return try evalTerm(p, f) { key in try descend(key) }
+        }
+    }
+
+    /// The document at a package node: base data merged with the values of all rules below.
+    func buildDoc(_ node: RuleNode, _ base: Value?, skipSelf: Bool) throws -> Value {
+        var o: [Value: Value] = [:]
+        if case .object(let b)? = base { o = b }
+        for (name, child) in node.children {
+            let key = Value.string(name)
+            if let rs = child.ruleSet {
+                if rs.kind == .function { continue }
+                if var v = try evalRuleSet(rs) {
+                    if !child.children.isEmpty, case .object(var vo) = v,
+                        case .object(let extra) = try buildDoc(child, nil, skipSelf: true)
+                    {
+                        for (a, b) in extra { vo[a] = b }
+                        v = .object(vo)
+                    }
+                    o[key] = v
+                }
+            } else {
+                if !child.hasRules, o[key] != nil { continue }
+                let sub = try buildDoc(child, o[key], skipSelf: false)
+                if case .object(let so) = sub, so.isEmpty, o[key] == nil, child.hasRules {
+                    // Packages with only undefined rules still appear as empty objects in OPA.
+                    o[key] = sub
+                } else {
+                    o[key] = sub
+                }
+            }
+        }
+        return .object(o)
+    }
+
+    func evalDataRefOverridden(_ node: RuleNode?, _ prefix: [String], _ rest: [CTerm], _ f: Frame, _ k: (Value) throws -> Bool) throws -> Bool {
+        // An override at or above the static prefix replaces the document.
+        for (p, v) in dataOverrides.reversed() where prefix.starts(with: p) {
+            let remaining = prefix.dropFirst(p.count).map { CTerm.const(.string($0)) }
+            return try walk(v, remaining + rest, 0, f, k)
+        }
+        let below = dataOverrides.filter { $0.0.starts(with: prefix) }
+        if below.isEmpty { return try evalDataRef(node, prefix, rest, f, k) }
+        // Overrides below the prefix: materialize the document at the prefix, then patch.
+        var doc: Value
+        if let node {
+            var got: Value?
+            let saved = dataOverrides
+            dataOverrides = dataOverrides.filter { !$0.0.starts(with: prefix) || $0.0.count == prefix.count }
+            defer { dataOverrides = saved }
+            _ = try walkNode(node, lookupBase(prefix), [], 0, f) { v in got = v; return true }
+            doc = got ?? .emptyObject
+        } else {
+            doc = lookupBase(prefix) ?? .emptyObject
+        }
+        for (p, v) in below {
+            doc = upsert(doc, p.dropFirst(prefix.count), v)
+        }
+        return try walk(doc, rest, 0, f, k)
+    }
+
+    // MARK: unification
+
+    func unify(_ a: CTerm, _ b: CTerm, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        if !hasUnboundPattern(b, f) {
+            return try evalTerm(b, f) { v in try unifyValue(a, v, f, k) }
+        }
+        if !hasUnboundPattern(a, f) {
+            return try evalTerm(a, f) { v in try unifyValue(b, v, f, k) }
+        }
+        switch (a, b) {
+        case (.array(let x), .array(let y)):
+            guard x.count == y.count else { return false }
+            return try unifyPairs(Array(zip(x, y)), 0, f, k)
+        case (.object(let x), .object(let y)):
+            guard x.count == y.count else { return false }
+            var pairs: [(CTerm, CTerm)] = []
+            for (kx, vx) in x {
+                guard case .simple = SimpleTag.of(kx) else { throw PolicyError(.internalError, "object key must be ground") }
+                guard let match = y.first(where: { keyEqual($0.0, kx, f) }) else { return false }
+                pairs.append((vx, match.1))
+            }
+            return try unifyPairs(pairs, 0, f, k)
+        default:
+            throw PolicyError(.internalError, "cannot unify two unbound terms")
+        }
+    }
+
+    func keyEqual(_ a: CTerm, _ b: CTerm, _ f: Frame) -> Bool {
+        guard case .value(let x)? = try? simple(a, f), case .value(let y)? = try? simple(b, f) else { return false }
+        return x == y
+    }
+
+    func unifyPairs(_ pairs: [(CTerm, CTerm)], _ i: Int, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        if i == pairs.count { return try k() }
+        // Prefer a pair that can be evaluated now.
+        return try unify(pairs[i].0, pairs[i].1, f) { try unifyPairs(pairs, i + 1, f, k) }
+    }
+
+    func unifyValue(_ p: CTerm, _ v: Value, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        switch p {
+        case .slot(let s):
+            if let b = slots[f.base &+ s] { return b == v ? try k() : false }
+            slots[f.base &+ s] = v
+            let r = try k()
+            slots[f.base &+ s] = nil
+            return r
+        case .const(let c):
+            return c == v ? try k() : false
+        case .array(let ps):
+            guard case .array(let vs) = v, vs.count == ps.count else { return false }
+            return try unifyArray(ps, vs, 0, f, k)
+        case .object(let pairs):
+            guard case .object(let o) = v, o.count == pairs.count else { return false }
+            return try unifyObject(pairs, o, 0, f, k)
+        default:
+            return try evalTerm(p, f) { pv in pv == v ? try k() : false }
+        }
+    }
+
+    func unifyArray(_ ps: [CTerm], _ vs: [Value], _ i: Int, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        if i == ps.count { return try k() }
+        return try unifyValue(ps[i], vs[i], f) { try unifyArray(ps, vs, i + 1, f, k) }
+    }
+
+    func unifyObject(_ ps: [(CTerm, CTerm)], _ o: [Value: Value], _ i: Int, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
+        if i == ps.count { return try k() }
+        return try evalTerm(ps[i].0, f) { key in
+            guard let vv = o[key] else { return false }
+            return try unifyValue(ps[i].1, vv, f) { try unifyObject(ps, o, i + 1, f, k) }
+        }
+    }
+
+    // MARK: rules
+
+    func evalRuleSet(_ rs: RuleSet) throws -> Value? {
+        if let c = cache[rs.id] {
+            switch c {
+            case .undefined: return nil
+            case .value(let v): return v
+            case .inProgress:
+                throw PolicyError(.recursion, "rule \(rs.dottedPath) is recursive", at: rs.rules.first?.loc)
+            }
+        }
+        cache[rs.id] = .inProgress
+        var result: Value?
+        switch rs.kind {
+        case .complete:
+            for r in rs.rules {
+                if let v = try evalComplete(r) {
+                    if let prev = result, prev != v {
+                        throw PolicyError(.conflict, "rule \(rs.dottedPath) produced conflicting values", at: r.loc)
+                    }
+                    result = v
+                }
+            }
+            if result == nil, let d = rs.defaultRule {
+                result = try evalConst(d.value)
+            }
+        case .partialSet:
+            if rs.rules.allSatisfy({ $0.keys.count == 1 }) {
+                var s = Set<Value>()
+                for r in rs.rules {
+                    let f = pushFrame(r.slotCount)
+                    defer { popFrame(f) }
+                    _ = try evalBody(r.body, 0, f) {
+                        try evalTerm(r.keys[0], f) { v in s.insert(v); return false }
+                    }
+                }
+                result = .set(s)
+            } else {
+                // `a[x] contains y`: an object whose leaves are sets.
+                var o: [Value: Value] = [:]
+                for r in rs.rules {
+                    let f = pushFrame(r.slotCount)
+                    defer { popFrame(f) }
+                    _ = try evalBody(r.body, 0, f) {
+                        try evalList(r.keys, 0, f, []) { keys in
+                            try insertNestedSet(&o, keys.dropLast(), keys[keys.count - 1], r.loc)
+                            return false
+                        }
+                    }
+                }
+                result = .object(o)
+            }
+        case .partialObject:
+            var o: [Value: Value] = [:]
+            for r in rs.rules {
+                let f = pushFrame(r.slotCount)
+                defer { popFrame(f) }
+                _ = try evalBody(r.body, 0, f) {
+                    try evalList(r.keys, 0, f, []) { keys in
+                        try evalTerm(r.value, f) { v in
+                            try insertNested(&o, keys[...], v, r.loc)
+                            return false
+                        }
+                    }
+                }
+            }
+            result = .object(o)
+        case .function:
+            result = nil
+        }
+        cache[rs.id] = result.map { .value($0) } ?? .undefined
+        return result
+    }
+
+    func insertNestedSet(_ o: inout [Value: Value], _ keys: ArraySlice<Value>, _ elem: Value, _ loc: SourceLocation) throws {
+        guard let k0 = keys.first else { return }
+        if keys.count == 1 {
+            var set: Set<Value> = []
+            if let e = o[k0] {
+                guard case .set(let es) = e else { throw PolicyError(.conflict, "object keys must be unique", at: loc) }
+                set = es
+            }
+            set.insert(elem)
+            o[k0] = .set(set)
+            return
+        }
+        var inner: [Value: Value] = [:]
+        if let e = o[k0] {
+            guard case .object(let eo) = e else { throw PolicyError(.conflict, "object keys must be unique", at: loc) }
+            inner = eo
+        }
+        try insertNestedSet(&inner, keys.dropFirst(), elem, loc)
+        o[k0] = .object(inner)
+    }
+
+    func insertNested(_ o: inout [Value: Value], _ keys: ArraySlice<Value>, _ v: Value, _ loc: SourceLocation) throws {
+        let k0 = keys.first!
+        if keys.count == 1 {
+            if let e = o[k0], e != v {
+                throw PolicyError(.conflict, "object keys must be unique", at: loc)
+            }
+            o[k0] = v
+            return
+        }
+        var inner: [Value: Value] = [:]
+        if let e = o[k0] {
+            guard case .object(let eo) = e else { throw PolicyError(.conflict, "object keys must be unique", at: loc) }
+            inner = eo
+        }
+        try insertNested(&inner, keys.dropFirst(), v, loc)
+        o[k0] = .object(inner)
+    }
+
+    func evalConst(_ t: CTerm) throws -> Value? {
+        if case .const(let v) = t { return v }
+        var out: Value?
+        _ = try evalTerm(t, Frame(base: top)) { v in out = v; return true }
+        return out
+    }
+
+    func evalComplete(_ r: CRule) throws -> Value? {
+        let f = pushFrame(r.slotCount)
+        defer { popFrame(f) }
+        let full = r.dottedPath
+        if let v = try evalBodyValue(r.body, r.value, f, r.loc, full) { return v }
+        for el in r.elses {
+            if let v = try evalBodyValue(el.body, el.value, f, r.loc, full) { return v }
+        }
+        return nil
+    }
+
+    func evalBodyValue(_ body: [CExpr], _ value: CTerm, _ f: Frame, _ loc: SourceLocation, _ name: String = "") throws -> Value? {
+        var out: Value?
+        let stopEarly = value.isConst
+        _ = try evalBody(body, 0, f) {
+            try evalTerm(value, f) { v in
+                if let o = out, o != v {
+                    throw PolicyError(.conflict, name.isEmpty ? "functions must not produce multiple outputs for same inputs" : "rule \(name) produced conflicting values", at: loc)
+                }
+                out = v
+                return stopEarly
+            }
+        }
+        return out
+    }
+
+    func callFunction(_ rs: RuleSet, _ args: [Value], _ loc: SourceLocation) throws -> Value? {
+        callDepth += 1
+        defer { callDepth -= 1 }
+        if callDepth > 256 { throw PolicyError(.recursion, "function \(rs.dottedPath): call depth exceeded", at: loc) }
+        var out: Value?
+        for r in rs.rules {
+            let f = pushFrame(r.slotCount)
+            defer { popFrame(f) }
+            var found: Value?
+            _ = try unifyArray(r.args, args, 0, f) {
+                if let v = try evalBodyValue(r.body, r.value, f, r.loc) {
+                    found = v
+                } else {
+                    for el in r.elses {
+                        if let v = try evalBodyValue(el.body, el.value, f, r.loc) {
+                            found = v
+                            break
+                        }
+                    }
+                }
+                return found != nil
+            }
+            if let v = found {
+                if let o = out, o != v {
+                    throw PolicyError(.conflict, "functions must not produce multiple outputs for same inputs", at: loc)
+                }
+                out = v
+            }
+        }
+        if out == nil, let d = rs.defaultRule {
+            out = try evalConst(d.value)
+        }
+        return out
+    }
+
+    func call(_ callee: Callee, _ args: [Value], _ loc: SourceLocation) throws -> Value? {
+        if !mocks.isEmpty, let m = mocks[callee.name] {
+            switch m {
+            case .value(let v): return v
+            case .callee(let c):
+                // Mocks do not apply inside a mock function.
+                let saved = mocks
+                mocks = [:]
+                defer { mocks = saved }
+                return try call(c, args, loc)
+            }
+        }
+        switch callee {
+        case .builtin(let b):
+            do {
+                return try b.impl(args, self)
+            } catch let e as BuiltinError {
+                if strict || b.alwaysStrict {
+                    throw PolicyError(e.isType ? .evalType : .builtin, "\(b.name): \(e.message)", at: loc)
+                }
+                return nil
+            }
+        case .function(let rs):
+            return try callFunction(rs, args, loc)
+        }
+    }
+}
+
+enum SimpleTag {
+    case simple, other
+    static func of(_ t: CTerm) -> SimpleTag {
+        switch t {
+        case .const, .slot: return .simple
+        default: return .other
+        }
+    }
+}

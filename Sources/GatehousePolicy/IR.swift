@@ -1,0 +1,168 @@
+/// Compiled (resolved, reordered) representation evaluated by `Evaluator`.
+/// All of it is immutable after compilation and safe to share across threads.
+
+typealias BuiltinImpl = @Sendable ([Value], EvalContext) throws -> Value?
+
+final class Builtin: @unchecked Sendable {
+    let name: String
+    let arity: Int
+    let impl: BuiltinImpl
+    /// True when errors of this builtin fail the query even when builtin errors are not strict.
+    let alwaysStrict: Bool
+    /// `print` and `walk` are evaluated by the evaluator itself.
+    let isSpecial: Bool
+    init(_ name: String, _ arity: Int, alwaysStrict: Bool = false, _ impl: @escaping BuiltinImpl) {
+        self.isSpecial = name == "print" || name == "walk"
+        self.name = name
+        self.arity = arity
+        self.impl = impl
+        self.alwaysStrict = alwaysStrict
+    }
+}
+
+enum Callee {
+    case builtin(Builtin)
+    case function(RuleSet)
+
+    var name: String {
+        switch self {
+        case .builtin(let b): return b.name
+        case .function(let r): return "data." + r.path.joined(separator: ".")
+        }
+    }
+}
+
+enum ComprKind { case array, set, object }
+
+final class Compr: @unchecked Sendable {
+    let kind: ComprKind
+    let head: CTerm
+    let head2: CTerm?
+    let body: [CExpr]
+    /// Outer slots referenced by the comprehension (must be bound before it is evaluated).
+    let free: Set<Int>
+    init(kind: ComprKind, head: CTerm, head2: CTerm?, body: [CExpr], free: Set<Int>) {
+        self.kind = kind
+        self.head = head
+        self.head2 = head2
+        self.body = body
+        self.free = free
+    }
+}
+
+indirect enum CTerm {
+    case const(Value)
+    case slot(Int)
+    case input
+    /// `data` reference: `node` is the rule-tree node reached by the static prefix `prefix`; `rest` follows.
+    case dataRef(node: RuleNode?, prefix: [String], rest: [CTerm])
+    case ref(CTerm, [CTerm])
+    case array([CTerm])
+    case object([(CTerm, CTerm)])
+    case set([CTerm])
+    case call(Callee, [CTerm], SourceLocation)
+    case compr(Compr)
+
+    var isConst: Bool { if case .const = self { return true }; return false }
+}
+
+enum WithTarget {
+    case input([String])
+    case data([String])
+    case function(String)
+}
+
+struct CWith {
+    let target: WithTarget
+    let value: CTerm
+    /// For function mocks: the replacement callee when the value names a function.
+    let mockCallee: Callee?
+}
+
+enum CExprKind {
+    case term(CTerm)
+    case unify(CTerm, CTerm)
+    case someIn(key: CTerm?, value: CTerm, collection: CTerm)
+    case every(key: CTerm?, value: CTerm, domain: CTerm, body: [CExpr], free: Set<Int>)
+    case noop
+}
+
+final class CExpr: @unchecked Sendable {
+    let kind: CExprKind
+    let negated: Bool
+    let with: [CWith]
+    let loc: SourceLocation
+    init(kind: CExprKind, negated: Bool, with: [CWith], loc: SourceLocation) {
+        self.kind = kind
+        self.negated = negated
+        self.with = with
+        self.loc = loc
+    }
+}
+
+final class CRule: @unchecked Sendable {
+    var args: [CTerm] = []
+    var keys: [CTerm] = []
+    var value: CTerm = .const(.true)
+    var body: [CExpr] = []
+    var elses: [(value: CTerm, body: [CExpr])] = []
+    var slotCount = 0
+    var dottedPath = ""
+    let loc: SourceLocation
+    let decl: RuleDecl
+    let module: Module
+    init(decl: RuleDecl, module: Module) {
+        self.decl = decl
+        self.module = module
+        self.loc = decl.loc
+    }
+}
+
+enum RuleKind: Equatable {
+    case complete, partialSet, partialObject, function
+}
+
+/// All definitions of one rule (same path).
+final class RuleSet: @unchecked Sendable {
+    let id: Int
+    let path: [String]
+    let kind: RuleKind
+    var rules: [CRule] = []
+    var defaultRule: CRule?
+    var arity: Int = 0
+    init(id: Int, path: [String], kind: RuleKind) {
+        self.id = id
+        self.path = path
+        self.kind = kind
+    }
+    var dottedPath: String { "data." + path.joined(separator: ".") }
+}
+
+/// Node of the virtual document tree under `data`.
+final class RuleNode: @unchecked Sendable {
+    let path: [String]
+    var children: [String: RuleNode] = [:]
+    var ruleSet: RuleSet?
+    init(path: [String]) { self.path = path }
+
+    func child(_ name: String) -> RuleNode {
+        if let c = children[name] { return c }
+        let c = RuleNode(path: path + [name])
+        children[name] = c
+        return c
+    }
+
+    func find(_ p: ArraySlice<String>) -> RuleNode? {
+        var n: RuleNode = self
+        for s in p {
+            guard let c = n.children[s] else { return nil }
+            n = c
+        }
+        return n
+    }
+
+    var hasRules: Bool {
+        if ruleSet != nil { return true }
+        return children.values.contains { $0.hasRules }
+    }
+}
