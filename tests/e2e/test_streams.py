@@ -107,3 +107,37 @@ async def test_sigterm_lets_in_flight_requests_finish(stdio_gateway: Gateway) ->
         started = time.monotonic()
         code = await anyio.to_thread.run_sync(lambda: stdio_gateway.proc.popen.wait(10))
         assert code == 0 and time.monotonic() - started < 10
+
+
+async def test_a_stdio_server_that_dies_is_restarted(scratch_dir: Path) -> None:
+    import os
+    import subprocess
+
+    marker = f"restart-{os.getpid()}-{int(time.monotonic() * 1000)}"
+    spec = {"stdio": {"command": str(DEMO_BIN), "args": ["--stdio", "--name", marker], "restartDelaySeconds": 0.2}}
+    gateway = start_gateway(scratch_dir, spec, name="gateway-restart")
+    try:
+        def child_pid() -> int | None:
+            out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+            return int(out[0]) if out else None
+
+        first = child_pid()
+        assert first, "the stdio child is not running"
+        async with Client(gateway.mcp_url) as session:
+            assert (await session.call_tool("echo", {"message": "before"})).content[0].text == "before"
+            os.kill(first, signal.SIGKILL)
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        result = await session.call_tool("echo", {"message": "after"})
+                        if not result.is_error:
+                            break
+                    except Exception as error:  # the gap while it restarts answers with a clear error
+                        assert "upstream 'demo'" in str(error), str(error)
+                    await anyio.sleep(0.1)
+            assert result.content[0].text == "after"
+        second = child_pid()
+        assert second and second != first
+        assert "exited" in gateway.proc.output() and "restarted" in gateway.proc.output()
+    finally:
+        gateway.proc.stop()
