@@ -5,11 +5,16 @@ public enum SessionID {
 
     public static func generate() -> String {
         var rng = SystemRandomNumberGenerator()
+        // Four 64-bit draws (four getrandom calls, not one per character) give 256 bits.
+        let words = (0..<4).map { _ in rng.next() }
         var out: [UInt8] = []
         out.reserveCapacity(43)
-        // 43 characters of 6 bits each = 258 bits; the extra 2 bits are random too.
-        for _ in 0..<43 {
-            out.append(alphabet[Int(rng.next(upperBound: UInt8(64)))])
+        for index in 0..<43 {
+            let bit = index * 6
+            let word = words[bit / 64] >> UInt64(bit % 64)
+            // 6-bit groups that straddle two words take their high bits from the next one.
+            let spill = bit % 64 > 58 && bit / 64 < 3 ? words[bit / 64 + 1] << UInt64(64 - bit % 64) : 0
+            out.append(alphabet[Int((word | spill) & 63)])
         }
         return String(decoding: out, as: UTF8.self)
     }
