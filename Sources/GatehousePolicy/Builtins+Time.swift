@@ -8,7 +8,12 @@ extension Builtins {
             guard let (secs, frac) = parseRFC3339(s) else {
                 throw BuiltinError("parsing time \(JSON.serialize(.string(s))) as \"2006-01-02T15:04:05Z07:00\": cannot parse")
             }
-            return .number(Number(secs) * Number(1_000_000_000) + Number(frac))
+            // Like OPA, times must fit in int64 nanoseconds (1677-09-21 to 2262-04-11).
+            let (s1, f1) = frac > 0 && secs < 0 ? (secs + 1, frac - 1_000_000_000) : (secs, frac)
+            let (ns, o1) = s1.multipliedReportingOverflow(by: 1_000_000_000)
+            let (total, o2) = ns.addingReportingOverflow(f1)
+            if o1 || o2 { throw BuiltinError("time outside of valid range") }
+            return .int(total)
         },
         Builtin("time.parse_duration_ns", 1) { a, _ in
             let s = try argString(a, 0)

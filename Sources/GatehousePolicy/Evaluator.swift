@@ -769,13 +769,13 @@ public final class EvalContext {
         return nil
     }
 
-    func evalBodyValue(_ body: [CExpr], _ value: CTerm, _ f: Frame, _ loc: SourceLocation, _ name: String = "") throws -> Value? {
+    func evalBodyValue(_ body: [CExpr], _ value: CTerm, _ f: Frame, _ loc: SourceLocation, _ name: String, isFunction: Bool = false) throws -> Value? {
         var out: Value?
         let stopEarly = value.isConst
         _ = try evalBody(body, 0, f) {
             try evalTerm(value, f) { v in
                 if let o = out, o != v {
-                    throw PolicyError(.conflict, name.isEmpty ? "functions must not produce multiple outputs for same inputs" : "rule \(name) produced conflicting values", at: loc)
+                    throw PolicyError(.conflict, isFunction ? "function \(name) produced conflicting values for the same inputs" : "rule \(name) produced conflicting values", at: loc)
                 }
                 out = v
                 return stopEarly
@@ -794,11 +794,11 @@ public final class EvalContext {
             defer { popFrame(f) }
             var found: Value?
             _ = try unifyArray(r.args, args, 0, f) {
-                if let v = try evalBodyValue(r.body, r.value, f, r.loc) {
+                if let v = try evalBodyValue(r.body, r.value, f, r.loc, rs.dottedPath, isFunction: true) {
                     found = v
                 } else {
                     for el in r.elses {
-                        if let v = try evalBodyValue(el.body, el.value, f, r.loc) {
+                        if let v = try evalBodyValue(el.body, el.value, f, r.loc, rs.dottedPath, isFunction: true) {
                             found = v
                             break
                         }
@@ -808,7 +808,7 @@ public final class EvalContext {
             }
             if let v = found {
                 if let o = out, o != v {
-                    throw PolicyError(.conflict, "functions must not produce multiple outputs for same inputs", at: loc)
+                    throw PolicyError(.conflict, "function \(rs.dottedPath) produced conflicting values for the same inputs", at: loc)
                 }
                 out = v
             }

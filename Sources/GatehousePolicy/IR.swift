@@ -130,12 +130,14 @@ final class RuleSet: @unchecked Sendable {
     var rules: [CRule] = []
     var defaultRule: CRule?
     var arity: Int = 0
+    /// `data.a.b.c`, computed once (used in error messages on hot paths).
+    let dottedPath: String
     init(id: Int, path: [String], kind: RuleKind) {
         self.id = id
         self.path = path
         self.kind = kind
+        self.dottedPath = "data." + path.joined(separator: ".")
     }
-    var dottedPath: String { "data." + path.joined(separator: ".") }
 }
 
 /// Node of the virtual document tree under `data`.
