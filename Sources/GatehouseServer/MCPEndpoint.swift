@@ -319,6 +319,7 @@ final class MCPEndpoint: Sendable {
                 return await relay(message, scope: Scope(channels: session.channels, clientVersion: session.version, session: session, accepts: accepts))
             }
         case .notification:
+            session.touch()
             var targets = Array(session.channels.open)
             switch message.method {
             case "notifications/initialized":
@@ -338,6 +339,7 @@ final class MCPEndpoint: Sendable {
             }
             return HTTPResponses.accepted()
         case .response, .errorResponse:
+            session.touch()
             guard let (server, answer) = session.resolveInbound(message) else {
                 logger.notice("dropping an answer to no pending server request", metadata: ["id": "\(message.id.map(JSONWriter.string) ?? "none")"])
                 return HTTPResponses.accepted()

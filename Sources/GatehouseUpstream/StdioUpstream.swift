@@ -33,7 +33,6 @@ public final class StdioUpstream: @unchecked Sendable {
     private var stopping = false
     private var restartDelay: Double
     private var generation = 0
-    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
 
     private struct Weak {
         weak var channel: StdioChannel?
@@ -138,13 +137,10 @@ public final class StdioUpstream: @unchecked Sendable {
         let info = UpstreamInfo(
             version: version, capabilities: result["capabilities"]?.objectValue ?? [:],
             serverInfo: result["serverInfo"]?.objectValue, instructions: result["instructions"]?.stringValue)
-        let waiters = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+        lock.withLock {
             self.info = info
             self.restartDelay = stdio.restartDelaySeconds
-            defer { readyWaiters = [] }
-            return readyWaiters
         }
-        for waiter in waiters { waiter.resume() }
         return info
     }
 
