@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
         .package(url: "https://github.com/attaswift/BigInt", from: "6.0.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Pure wire layer: JSON-RPC envelope, JSON values that keep key order and number text,
@@ -56,11 +58,28 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // Who is calling: the OAuth 2.1 resource server (JWT/JWKS, introspection, API keys), the
+        // embedded authorization server, upstream credentials, and their storage (SQLite or
+        // PostgreSQL behind one protocol). Knows nothing of the HTTP front or of MCP routing.
+        .target(
+            name: "GatehouseAuth",
+            dependencies: [
+                "MCPWire", "GatehouseConfig",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // MCP server side: the HTTP front and the request pipeline.
         .target(
             name: "GatehouseServer",
             dependencies: [
-                "MCPWire", "GatehouseConfig", "GatehouseUpstream",
+                "MCPWire", "GatehouseConfig", "GatehouseUpstream", "GatehouseAuth",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -69,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "gatehouse",
             dependencies: [
-                "GatehouseServer", "GatehouseConfig", "GatehousePolicy",
+                "GatehouseServer", "GatehouseConfig", "GatehousePolicy", "GatehouseAuth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -87,6 +106,7 @@ let package = Package(
         .testTarget(name: "GatehouseConfigTests", dependencies: ["GatehouseConfig"], swiftSettings: strict),
         .testTarget(name: "GatehousePolicyTests", dependencies: ["GatehousePolicy"],
                     resources: [.copy("testdata")], swiftSettings: strict),
+        .testTarget(name: "GatehouseAuthTests", dependencies: ["GatehouseAuth", "GatehouseConfig", "MCPWire"], swiftSettings: strict),
         .testTarget(name: "GatehouseServerTests", dependencies: ["GatehouseServer", "GatehouseUpstream", "MCPWire", "GatehouseConfig"], swiftSettings: strict),
     ]
 )

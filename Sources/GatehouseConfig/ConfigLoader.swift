@@ -152,11 +152,17 @@ struct DocumentReader {
             }
             // An endpoint without a server list exposes every server, in document order.
             let allNames = serverOrder.filter { servers[$0] != nil }
-            let endpoints = spec.endpoints.map { endpoint -> GatewayConfig.Endpoint in
+            var endpoints: [GatewayConfig.Endpoint] = []
+            for endpoint in spec.endpoints {
                 var built = GatewayConfig.Endpoint(path: endpoint.path.value, servers: endpoint.listed ? endpoint.servers.map(\.value) : allNames)
                 built.naming = endpoint.naming
                 built.listTimeoutSeconds = endpoint.listTimeoutSeconds
-                return built
+                built.auth = endpoint.auth ?? GatewayConfig.EndpointAuth(mode: spec.auth == nil ? .off : .required)
+                if built.auth.mode == .required, spec.auth == nil {
+                    report(endpoint.path.node, "the endpoint '\(endpoint.path.value)' requires auth but spec.auth is not set",
+                           hint: "add spec.auth with issuers, or an authorizationServer, or apiKeys: true")
+                }
+                endpoints.append(built)
             }
             if spec.endpoints.contains(where: { !$0.listed }) {
                 for name in allNames where !used.contains(where: { $0.name == name }) { used.append(servers[name]!.1) }
@@ -193,6 +199,8 @@ struct DocumentReader {
         var listed = true
         var naming = GatewayConfig.Naming()
         var listTimeoutSeconds: Double = 5
+        /// Nil: the default (required when spec.auth is set, else off).
+        var auth: GatewayConfig.EndpointAuth?
     }
 
     struct GatewaySpec {
@@ -203,6 +211,8 @@ struct DocumentReader {
         var sessions = GatewayConfig.Sessions()
         var shutdown = GatewayConfig.Shutdown()
         var endpoints: [EndpointSpec] = []
+        var auth: Auth?
+        var storage: Storage?
 
         func with(name: String) -> GatewaySpec {
             var copy = self
@@ -217,6 +227,8 @@ struct DocumentReader {
             config.limits = limits
             config.sessions = sessions
             config.shutdown = shutdown
+            config.auth = auth
+            if let storage { config.storage = storage }
             return config
         }
     }
@@ -268,6 +280,8 @@ struct DocumentReader {
             }
             sessions.finish(reader: &self)
         }
+        if let node = fields.take("auth") { spec.auth = readAuth(node) }
+        if let node = fields.take("storage") { spec.storage = readStorage(node) }
         if let node = fields.take("shutdown"), var shutdown = Fields(node, path: "spec.shutdown", reader: &self) {
             if let v = shutdown.int("gracePeriodSeconds", range: 0...3600, reader: &self) { spec.shutdown.gracePeriodSeconds = v }
             shutdown.finish(reader: &self)
@@ -333,6 +347,19 @@ struct DocumentReader {
                 naming.finish(reader: &self)
             }
             if let v = fields.double("listTimeoutSeconds", range: 0.01...600, reader: &self) { endpoint.listTimeoutSeconds = v }
+            if let authNode = fields.take("auth"), var auth = Fields(authNode, path: "spec.endpoints[].auth", reader: &self) {
+                var built = GatewayConfig.EndpointAuth(mode: .required)
+                if let mode = auth.string("mode", reader: &self) {
+                    if let parsed = GatewayConfig.EndpointAuth.Mode(rawValue: mode.value) {
+                        built.mode = parsed
+                    } else {
+                        report(mode.node, "unknown auth mode '\(mode.value)'", hint: "use required or off")
+                    }
+                }
+                if let scopes = auth.stringList("scopes", reader: &self) { built.scopes = scopes }
+                auth.finish(reader: &self)
+                endpoint.auth = built
+            }
             fields.finish(reader: &self)
             result.append(endpoint)
         }
@@ -364,6 +391,7 @@ struct DocumentReader {
                 if let parsed = URL(string: url.value), let scheme = parsed.scheme, ["http", "https"].contains(scheme), parsed.host != nil {
                     var config = ServerConfig.HTTP(url: url.value)
                     if let headersNode = http.take("headers") { config.headers = readSecretMap(headersNode, path: "spec.http.headers") }
+                    if let node = http.take("clientCredentials") { config.clientCredentials = readClientCredentials(node) }
                     transport = .http(config)
                 } else {
                     report(url.node, "invalid upstream url '\(url.value)'", hint: "use an absolute http:// or https:// URL, e.g. http://127.0.0.1:9000/mcp")
@@ -469,9 +497,10 @@ struct Fields {
 
     mutating func finish(reader: inout DocumentReader) {
         for entry in remaining {
-            let suggestion = known.min { editDistance($0, entry.key) < editDistance($1, entry.key) }
+            let suggestion = known.first { $0.lowercased().hasPrefix(entry.key.lowercased()) && entry.key.count >= 3 }
+                ?? known.min { editDistance($0, entry.key) < editDistance($1, entry.key) }
             let hint: String
-            if let suggestion, editDistance(suggestion, entry.key) <= 3 {
+            if let suggestion, editDistance(suggestion, entry.key) <= 3 || suggestion.lowercased().hasPrefix(entry.key.lowercased()) {
                 hint = "did you mean '\(suggestion)'?"
             } else {
                 hint = "known keys here: \(known.joined(separator: ", "))"

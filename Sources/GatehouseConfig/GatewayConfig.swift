@@ -11,6 +11,12 @@ public struct GatewayConfig: Sendable, Equatable {
     public var servers: [ServerConfig]
     /// The MCP endpoints (virtual servers), each exposing a set of upstream servers.
     public var endpoints: [Endpoint]
+    /// Authentication: trusted issuers, API keys, the embedded authorization server. Nil: every
+    /// endpoint is open (the laptop default, bound to loopback).
+    public var auth: Auth?
+    /// Where auth state lives (API keys, clients, codes, refresh tokens, signing keys). Only
+    /// opened when `auth` is set.
+    public var storage: Storage = .sqlite(path: "gatehouse.db")
 
     public func server(named name: String) -> ServerConfig? { servers.first { $0.name == name } }
 
@@ -22,6 +28,8 @@ public struct GatewayConfig: Sendable, Equatable {
         public var naming: Naming
         /// How long a list fan-out waits for each server before leaving it out.
         public var listTimeoutSeconds: Double = 5
+        /// Whether callers must present a token, and which scopes it must carry.
+        public var auth = EndpointAuth()
 
         public init(path: String, servers: [String], naming: Naming = Naming()) {
             self.path = path
@@ -32,6 +40,21 @@ public struct GatewayConfig: Sendable, Equatable {
         /// The effective prefix mode: explicit, or `always` with several servers and `never`
         /// with one (a single server's names pass through unchanged).
         public var prefix: Naming.Prefix { naming.prefix ?? (servers.count > 1 ? .always : .never) }
+    }
+
+    public struct EndpointAuth: Sendable, Equatable {
+        public enum Mode: String, Sendable, Equatable, CaseIterable {
+            case required
+            case off
+        }
+
+        public var mode: Mode = .off
+        /// Scopes a token must carry (all of them) to use the endpoint.
+        public var scopes: [String] = []
+        public init(mode: Mode = .off, scopes: [String] = []) {
+            self.mode = mode
+            self.scopes = scopes
+        }
     }
 
     public struct Naming: Sendable, Equatable {
@@ -97,6 +120,100 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 }
 
+/// Where auth state is kept.
+public enum Storage: Sendable, Equatable {
+    /// A SQLite file: no setup, one process.
+    case sqlite(path: String)
+    /// A PostgreSQL database shared by replicas: `postgres://user:password@host:port/database`.
+    case postgres(url: Secret)
+}
+
+/// `spec.auth`: the resource server's trust settings and the optional embedded authorization server.
+public struct Auth: Sendable, Equatable {
+    /// The base URL clients use to reach the gateway (resource identifiers and the embedded
+    /// issuer derive from it). Nil: `http://<bind>:<port>`.
+    public var publicURL: String?
+    public var clockSkewSeconds: Int = 60
+    /// How long a validated token (or API key) is trusted without checking again: the bound on
+    /// how late a revocation takes effect.
+    public var cacheSeconds: Int = 30
+    public var apiKeys: Bool = true
+    /// At most one JWKS refetch per issuer in this interval when tokens name unknown key ids.
+    public var jwksMinRefreshSeconds: Double = 10
+    /// How long fetched keys stay usable while the issuer cannot be reached.
+    public var jwksCacheSeconds: Int = 3600
+    public var issuers: [Issuer] = []
+    public var authorizationServer: AuthorizationServer?
+
+    public init() {}
+
+    public struct Issuer: Sendable, Equatable {
+        public var issuer: String
+        public var jwksURL: String?
+        /// Accepted `aud` values. Empty: the endpoint's resource URL.
+        public var audiences: [String] = []
+        public var algorithms: [String] = ["RS256", "ES256", "EdDSA"]
+        public var introspection: Introspection?
+        public init(issuer: String) { self.issuer = issuer }
+    }
+
+    public struct Introspection: Sendable, Equatable {
+        public var url: String
+        public var clientID: String
+        public var clientSecret: Secret
+        public init(url: String, clientID: String, clientSecret: Secret) {
+            self.url = url
+            self.clientID = clientID
+            self.clientSecret = clientSecret
+        }
+    }
+
+    public struct AuthorizationServer: Sendable, Equatable {
+        public var accessTokenSeconds: Int = 3600
+        public var refreshTokenSeconds: Int = 30 * 86400
+        public var codeSeconds: Int = 60
+        public var keyRotationDays: Int = 30
+        public var scopes: [String] = ["mcp"]
+        public var users: [LocalUser] = []
+        public var clients: [StaticClient] = []
+        public var registration = Registration()
+        public init() {}
+    }
+
+    public struct LocalUser: Sendable, Equatable {
+        public var username: String
+        /// `pbkdf2-sha256$<rounds>$<salt>$<hash>` from `gatehouse hash-password`.
+        public var passwordHash: Secret
+        public init(username: String, passwordHash: Secret) {
+            self.username = username
+            self.passwordHash = passwordHash
+        }
+    }
+
+    public struct StaticClient: Sendable, Equatable {
+        public var clientID: String
+        /// Nil: a public client (PKCE only).
+        public var clientSecret: Secret?
+        public var grantTypes: [String] = ["authorization_code", "refresh_token"]
+        public var scopes: [String] = []
+        public var redirectURIs: [String] = []
+        public var name: String?
+        public init(clientID: String) { self.clientID = clientID }
+    }
+
+    public struct Registration: Sendable, Equatable {
+        /// RFC 7591 dynamic client registration at /oauth/register.
+        public var dynamic = true
+        /// When set, /oauth/register requires `Authorization: Bearer <it>`.
+        public var initialAccessToken: Secret?
+        /// Client ID Metadata Documents: an https URL as client_id.
+        public var clientMetadataDocuments = true
+        /// Tests only: allow http:// and loopback, private or link-local metadata URLs.
+        public var allowPrivateAddresses = false
+        public init() {}
+    }
+}
+
 /// One upstream MCP server (`kind: MCPServer`).
 public struct ServerConfig: Sendable, Equatable {
     public var name: String
@@ -112,6 +229,8 @@ public struct ServerConfig: Sendable, Equatable {
         public var url: String
         /// Extra headers sent upstream (credentials for the upstream, never the client's).
         public var headers: [(name: String, value: Secret)]
+        /// A bearer token obtained with OAuth client credentials from the upstream's issuer.
+        public var clientCredentials: ClientCredentials?
 
         public init(url: String, headers: [(name: String, value: Secret)] = []) {
             self.url = url
@@ -120,7 +239,22 @@ public struct ServerConfig: Sendable, Equatable {
 
         public static func == (lhs: HTTP, rhs: HTTP) -> Bool {
             lhs.url == rhs.url && lhs.headers.map(\.name) == rhs.headers.map(\.name)
-                && lhs.headers.map(\.value) == rhs.headers.map(\.value)
+                && lhs.headers.map(\.value) == rhs.headers.map(\.value) && lhs.clientCredentials == rhs.clientCredentials
+        }
+    }
+
+    /// OAuth 2.1 client credentials towards the upstream's own authorization server.
+    public struct ClientCredentials: Sendable, Equatable {
+        public var tokenURL: String
+        public var clientID: String
+        public var clientSecret: Secret
+        public var scopes: [String] = []
+        /// Sent as `resource` (RFC 8707) when set.
+        public var resource: String?
+        public init(tokenURL: String, clientID: String, clientSecret: Secret) {
+            self.tokenURL = tokenURL
+            self.clientID = clientID
+            self.clientSecret = clientSecret
         }
     }
 
@@ -160,4 +294,19 @@ public struct Secret: Sendable, Equatable, CustomStringConvertible {
     public let value: String
     public init(_ value: String) { self.value = value }
     public var description: String { "<redacted>" }
+}
+
+extension GatewayConfig {
+    /// The base URL clients use: `spec.auth.publicURL`, or the listen address.
+    public var publicBaseURL: String {
+        if let url = auth?.publicURL { return url.hasSuffix("/") ? String(url.dropLast()) : url }
+        let host = listen.bind == "0.0.0.0" || listen.bind == "::" ? "127.0.0.1" : listen.bind
+        return "http://\(host.contains(":") ? "[\(host)]" : host):\(listen.port)"
+    }
+
+    /// The RFC 8707 resource identifier of an endpoint: the URL clients call it at.
+    public func resourceURL(for endpoint: Endpoint) -> String { publicBaseURL + endpoint.path }
+
+    /// Whether any state needs the store: API keys or the embedded authorization server.
+    public var needsStore: Bool { auth.map { $0.apiKeys || $0.authorizationServer != nil } ?? false }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseAuth
 import GatehouseUpstream
 import MCPWire
 import NIOCore

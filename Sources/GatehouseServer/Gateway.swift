@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import GatehouseAuth
 import GatehouseConfig
 import GatehouseUpstream
 import Hummingbird
@@ -37,12 +38,60 @@ public struct Gateway: Sendable {
         streamConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1 << 20
         let streamClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: streamConfig)
 
+        // Auth state (API keys, the authorization server's clients, grants and keys) lives in the
+        // store; PostgreSQL's pool runs as a child task for as long as the gateway does.
+        let store: AuthStore?
+        if config.needsStore {
+            do {
+                store = try await AuthStore.open(config.storage, logger: logger)
+            } catch {
+                try? await httpClient.shutdown()
+                try? await streamClient.shutdown()
+                throw error
+            }
+        } else {
+            store = nil
+        }
+        var fetcherConfig = HTTPClient.Configuration()
+        // Client metadata documents are fetched once and never follow redirects (SSRF).
+        fetcherConfig.redirectConfiguration = .disallow
+        fetcherConfig.timeout.connect = .seconds(5)
+        let fetcher = HTTPClient(eventLoopGroupProvider: .singleton, configuration: fetcherConfig)
+        defer { _ = fetcher.shutdown() }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                if let store { group.addTask { await store.run() } }
+                try await serve(store: store, httpClient: httpClient, streamClient: streamClient, fetcher: fetcher, onListening: onListening)
+                group.cancelAll()
+            }
+        } catch {
+            try? await httpClient.shutdown()
+            try? await streamClient.shutdown()
+            throw error
+        }
+        try? await httpClient.shutdown()
+        try? await streamClient.shutdown()
+        logger.info("stopped")
+    }
+
+    private func serve(store: AuthStore?, httpClient: HTTPClient, streamClient: HTTPClient, fetcher: HTTPClient,
+                       onListening: @escaping @Sendable (String, Int) -> Void) async throws
+    {
+        if let store {
+            do {
+                try await store.migrate()
+            } catch {
+                throw StorageError("cannot prepare the auth store: \(error)")
+            }
+        }
+        let auth = try await GatewayAuth.make(config: config, store: store, httpClient: httpClient, fetcher: fetcher, logger: logger)
         let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, streamClient: streamClient, logger: logger) }
         let byName = Dictionary(uniqueKeysWithValues: upstreams.map { ($0.config.name, $0) })
         // Derived once: sealing and opening session ids never derive keys per request.
         let sealer = SessionSealer(secret: config.sessions.key?.value)
         let endpoints = config.endpoints.map { endpoint in
-            MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, sealer: sealer, logger: logger)
+            MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, sealer: sealer, logger: logger,
+                        authenticator: auth.authenticator)
         }
         let router = Router(context: GatewayRequestContext.self)
         for endpoint in endpoints {
@@ -51,6 +100,7 @@ public struct Gateway: Sendable {
                 router.on(path, method: method) { request, context in await endpoint.handle(request, context: context) }
             }
         }
+        auth.addRoutes(to: router, config: config, guards: RequestGuards(security: config.security), logger: logger)
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
         }
@@ -87,16 +137,7 @@ public struct Gateway: Sendable {
             logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .seconds(config.shutdown.gracePeriodSeconds)
         let group = ServiceGroup(configuration: groupConfig)
-        do {
-            try await group.run()
-        } catch {
-            try? await httpClient.shutdown()
-            try? await streamClient.shutdown()
-            throw error
-        }
-        try? await httpClient.shutdown()
-        try? await streamClient.shutdown()
-        logger.info("stopped")
+        try await group.run()
     }
 }
 

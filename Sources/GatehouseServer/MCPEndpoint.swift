@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseAuth
 import GatehouseConfig
 import GatehouseUpstream
 import HTTPTypes
@@ -15,8 +16,10 @@ import NIOCore
 /// 3. Parse (with a nesting limit) and envelope validation — spec-shaped errors for bad input.
 /// 4. Era selection — `initialize` or `Mcp-Session-Id` means the session era; `_meta` protocol
 ///    version means 2026-07-28, whose header rules are checked here.
-/// 5. (later) authentication → policy → rate limits, on the typed request.
-/// 6. Route to the upstream channel and relay what comes back as it arrives.
+/// 5. Authentication (AuthGate): before the body is read, so an anonymous caller costs nothing
+///    and learns nothing; the identity it yields keys sessions and upstream channels.
+/// 6. (later) policy → rate limits, on the typed request.
+/// 7. Route to the upstream channel and relay what comes back as it arrives.
 final class MCPEndpoint: Sendable {
     let config: GatewayConfig
     let endpoint: GatewayConfig.Endpoint
@@ -30,11 +33,16 @@ final class MCPEndpoint: Sendable {
     let sealer: SessionSealer
     let logger: Logger
     let keepAlive: Duration
+    let authGate: AuthGate
 
     init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], sealer: SessionSealer, logger: Logger,
-         keepAlive: Duration = .seconds(15))
+         authenticator: Authenticator? = nil, keepAlive: Duration = .seconds(15))
     {
         self.config = config
+        let resource = config.resourceURL(for: endpoint)
+        self.authGate = AuthGate(mode: endpoint.auth.mode, scopes: endpoint.auth.scopes, resource: resource,
+                                 metadataURL: config.publicBaseURL + "/.well-known/oauth-protected-resource" + endpoint.path,
+                                 authenticator: authenticator, logger: logger)
         self.sealer = sealer
         self.endpoint = endpoint
         self.servers = servers
@@ -107,10 +115,15 @@ final class MCPEndpoint: Sendable {
             logger.notice("refused request", metadata: ["reason": "\(refusal.message)"])
             return HTTPResponses.error(status: .forbidden, id: nil, code: JSONRPCErrorCode.invalidRequest, message: refusal.message)
         }
+        var context = context
+        switch await authGate.check(request) {
+        case .refused(let response): return response
+        case .allowed(let identity): context.identity = identity
+        }
         switch request.method {
         case .post: return await post(request, context: context)
-        case .get: return await get(request)
-        case .delete: return await delete(request)
+        case .get: return await get(request, context: context)
+        case .delete: return await delete(request, context: context)
         default:
             var headers = HTTPFields()
             headers[.allow] = "GET, POST, DELETE"
@@ -206,7 +219,7 @@ final class MCPEndpoint: Sendable {
                                        message: "Bad Request: missing Mcp-Session-Id header; start a session with initialize (or send 2026-07-28 requests with _meta[\"\(MetaKey.protocolVersion)\"])")
         }
         guard SessionID.isWellFormed(sessionID), let session = sessions.get(sessionID) ?? resume(sessionID, identity: context.identity),
-            session.identity == context.identity
+            session.identity.channelKey == context.identity.channelKey
         else {
             return sessionNotFound(message.id)
         }
@@ -641,7 +654,7 @@ final class MCPEndpoint: Sendable {
 
     // MARK: GET and DELETE
 
-    private func get(_ request: Request) async -> Response {
+    private func get(_ request: Request, context: GatewayRequestContext) async -> Response {
         if let version = request.headers[.mcpProtocolVersion].flatMap(ProtocolVersion.init), version.isStateless {
             return HTTPResponses.error(status: .methodNotAllowed, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Method Not Allowed: 2026-07-28 has no GET stream; use subscriptions/listen")
@@ -650,7 +663,8 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Bad Request: GET opens a session's stream and needs the Mcp-Session-Id header")
         }
-        guard let session = sessions.get(sessionID) else { return sessionNotFound(nil) }
+        // Another caller's session is answered like an unknown one.
+        guard let session = sessions.get(sessionID), session.identity.channelKey == context.identity.channelKey else { return sessionNotFound(nil) }
         guard Accepts(request.headers[.accept]).sse else {
             return HTTPResponses.error(status: .notAcceptable, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Not Acceptable: the GET stream is text/event-stream")
@@ -664,7 +678,7 @@ final class MCPEndpoint: Sendable {
         }
     }
 
-    private func delete(_ request: Request) async -> Response {
+    private func delete(_ request: Request, context: GatewayRequestContext) async -> Response {
         guard let sessionID = request.headers[.mcpSessionID] else {
             if let version = request.headers[.mcpProtocolVersion].flatMap(ProtocolVersion.init), version.isStateless {
                 return HTTPResponses.error(status: .methodNotAllowed, id: nil, code: JSONRPCErrorCode.invalidRequest,
@@ -673,7 +687,9 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Bad Request: DELETE ends a session and needs the Mcp-Session-Id header")
         }
-        guard let session = sessions.remove(sessionID) else { return sessionNotFound(nil) }
+        guard sessions.get(sessionID)?.identity.channelKey == context.identity.channelKey, let session = sessions.remove(sessionID) else {
+            return sessionNotFound(nil)
+        }
         await end(session)
         return Response(status: .noContent)
     }

@@ -1,0 +1,207 @@
+import Crypto
+import _CryptoExtras
+import Foundation
+import MCPWire
+
+/// The JWS algorithms Gatehouse accepts. Anything else (`none`, HS*, PS*, RS384...) is refused
+/// by name before any key is looked at.
+public enum JWSAlgorithm: String, Sendable, CaseIterable {
+    case rs256 = "RS256"
+    case es256 = "ES256"
+    case edDSA = "EdDSA"
+}
+
+/// A public key usable for one algorithm family. The key's type decides which algorithm it
+/// verifies, so a token cannot choose to have an RSA key used as an HMAC secret.
+public enum VerificationKey: Sendable {
+    case rsa(_RSA.Signing.PublicKey)
+    case p256(P256.Signing.PublicKey)
+    case ed25519(Curve25519.Signing.PublicKey)
+
+    public func verifies(_ algorithm: JWSAlgorithm) -> Bool {
+        switch (self, algorithm) {
+        case (.rsa, .rs256), (.p256, .es256), (.ed25519, .edDSA): true
+        default: false
+        }
+    }
+
+    public func isValid(signature: Data, for input: Data, algorithm: JWSAlgorithm) -> Bool {
+        guard verifies(algorithm) else { return false }
+        switch self {
+        case .rsa(let key):
+            return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .insecurePKCS1v1_5)
+        case .p256(let key):
+            guard let sig = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
+            return key.isValidSignature(sig, for: input)
+        case .ed25519(let key):
+            return key.isValidSignature(signature, for: input)
+        }
+    }
+}
+
+/// One key of a JWKS.
+public struct JWK: Sendable {
+    public var kid: String?
+    /// The `alg` the key is published for, if named.
+    public var algorithm: String?
+    public var key: VerificationKey
+
+    /// Parses one JWK; keys Gatehouse cannot use (other types, encryption keys) are nil.
+    public static func parse(_ object: JSONObject) -> JWK? {
+        if let use = object["use"]?.stringValue, use != "sig" { return nil }
+        let kid = object["kid"]?.stringValue
+        let alg = object["alg"]?.stringValue
+        func bytes(_ name: String) -> Data? { object[name]?.stringValue.flatMap(Base64URL.decode) }
+        switch object["kty"]?.stringValue {
+        case "RSA":
+            guard let n = bytes("n"), let e = bytes("e"), let key = try? _RSA.Signing.PublicKey(n: n, e: e) else { return nil }
+            return JWK(kid: kid, algorithm: alg, key: .rsa(key))
+        case "EC":
+            guard object["crv"]?.stringValue == "P-256", let x = bytes("x"), let y = bytes("y"), x.count == 32, y.count == 32,
+                  let key = try? P256.Signing.PublicKey(rawRepresentation: x + y)
+            else { return nil }
+            return JWK(kid: kid, algorithm: alg, key: .p256(key))
+        case "OKP":
+            guard object["crv"]?.stringValue == "Ed25519", let x = bytes("x"), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: x) else { return nil }
+            return JWK(kid: kid, algorithm: alg, key: .ed25519(key))
+        default:
+            return nil
+        }
+    }
+
+    /// Every usable key of a JWKS document.
+    public static func parseSet(_ bytes: some Collection<UInt8>) -> [JWK]? {
+        guard let value = try? JSONParser.parse(bytes), let keys = value["keys"]?.arrayValue else { return nil }
+        return keys.compactMap { $0.objectValue.flatMap(JWK.parse) }
+    }
+}
+
+/// Why a token was refused. The description goes to the client in `error_description`, so it
+/// names the rule, never a secret.
+public enum TokenError: Error, Sendable, Equatable, CustomStringConvertible {
+    case malformed(String)
+    case unsupportedAlgorithm(String)
+    case unknownKey
+    case badSignature
+    case untrustedIssuer
+    case wrongAudience
+    case expired
+    case notYetValid
+    case missingClaim(String)
+    case revoked
+    case issuerUnavailable
+    case inactive
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "the token is malformed: \(why)"
+        case .unsupportedAlgorithm(let alg): "the token's algorithm '\(alg)' is not accepted (RS256, ES256 and EdDSA are)"
+        case .unknownKey: "the token is signed with a key the issuer does not publish"
+        case .badSignature: "the token's signature is invalid"
+        case .untrustedIssuer: "the token's issuer is not trusted here"
+        case .wrongAudience: "the token is not meant for this resource (audience mismatch)"
+        case .expired: "the token has expired"
+        case .notYetValid: "the token is not valid yet"
+        case .missingClaim(let name): "the token lacks the '\(name)' claim"
+        case .revoked: "the token has been revoked"
+        case .issuerUnavailable: "the token's issuer cannot be reached to get its keys"
+        case .inactive: "the token is not active"
+        }
+    }
+
+    /// The log reason (a short, stable label for metrics).
+    public var reason: String {
+        switch self {
+        case .malformed: "malformed"
+        case .unsupportedAlgorithm: "algorithm"
+        case .unknownKey: "unknown_kid"
+        case .badSignature: "signature"
+        case .untrustedIssuer: "issuer"
+        case .wrongAudience: "audience"
+        case .expired: "expired"
+        case .notYetValid: "not_yet_valid"
+        case .missingClaim: "missing_claim"
+        case .revoked: "revoked"
+        case .issuerUnavailable: "issuer_unavailable"
+        case .inactive: "inactive"
+        }
+    }
+}
+
+/// A compact JWS, decoded but not yet trusted.
+public struct JWT: Sendable {
+    public var header: JSONObject
+    public var claims: JSONObject
+    public var signingInput: Data
+    public var signature: Data
+
+    public var algorithm: String? { header["alg"]?.stringValue }
+    public var keyID: String? { header["kid"]?.stringValue }
+    public var issuer: String? { claims["iss"]?.stringValue }
+
+    /// Tokens over 16 KB are refused before decoding.
+    public static let maxLength = 16 * 1024
+
+    public static func looksLikeJWT(_ token: String) -> Bool {
+        token.utf8.count(where: { $0 == UInt8(ascii: ".") }) == 2
+    }
+
+    public static func decode(_ token: String) throws(TokenError) -> JWT {
+        guard token.utf8.count <= maxLength else { throw .malformed("longer than \(maxLength) bytes") }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { throw .malformed("a JWT has three dot-separated parts") }
+        guard let headerBytes = Base64URL.decode(String(parts[0])), let payloadBytes = Base64URL.decode(String(parts[1])),
+              let signature = Base64URL.decode(String(parts[2]))
+        else { throw .malformed("a part is not base64url") }
+        guard let header = (try? JSONParser.parse(headerBytes, maxDepth: 8))?.objectValue else { throw .malformed("the header is not a JSON object") }
+        guard let claims = (try? JSONParser.parse(payloadBytes, maxDepth: 16))?.objectValue else { throw .malformed("the payload is not a JSON object") }
+        if header["crit"] != nil { throw .malformed("critical header parameters are not supported") }
+        let input = Data(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
+        return JWT(header: header, claims: claims, signingInput: input, signature: signature)
+    }
+
+    /// Signs claims with ES256 (the embedded authorization server's tokens).
+    public static func sign(claims: JSONObject, key: P256.Signing.PrivateKey, kid: String) throws -> String {
+        let header: JSONObject = ["alg": "ES256", "typ": "at+jwt", "kid": .string(kid)]
+        let input = Base64URL.encode(Data(JSONWriter.bytes(.object(header)))) + "." + Base64URL.encode(Data(JSONWriter.bytes(.object(claims))))
+        let signature = try key.signature(for: Data(input.utf8))
+        return input + "." + Base64URL.encode(signature.rawRepresentation)
+    }
+}
+
+/// Small helpers shared by the resource and authorization servers.
+public enum AuthCrypto {
+    /// Random bytes, base64url: tokens, codes, ids.
+    public static func randomToken(bytes count: Int = 32) -> String {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = [UInt8](repeating: 0, count: count)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
+        return Base64URL.encode(Data(bytes))
+    }
+
+    /// Hex SHA-256: how tokens, codes, keys and secrets are stored and cached.
+    public static func hash(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Constant-time comparison of two strings.
+    public static func equal(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var diff: UInt8 = 0
+        for i in x.indices { diff |= x[i] ^ y[i] }
+        return diff == 0
+    }
+
+    /// PKCE S256: base64url(SHA-256(verifier)).
+    public static func pkceChallenge(_ verifier: String) -> String {
+        Base64URL.encode(Data(SHA256.hash(data: Data(verifier.utf8))))
+    }
+
+    /// The JWK of the embedded AS's public key.
+    public static func jwk(of key: P256.Signing.PublicKey, kid: String) -> JSONObject {
+        let raw = key.rawRepresentation
+        return ["kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": .string(kid),
+                "x": .string(Base64URL.encode(raw.prefix(32))), "y": .string(Base64URL.encode(raw.suffix(32)))]
+    }
+}
