@@ -148,7 +148,10 @@ public final class AuthStore: Sendable {
     /// Marks a code used; exactly one caller ever gets `.valid`.
     public func consumeCode(hash: String, now: Int64) async throws -> CodeOutcome {
         let rows = try await database.query(
-            "UPDATE gh_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL RETURNING grant_id, redirect_uri, challenge, expires_at",
+            """
+            UPDATE gh_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
+            AND grant_id IN (SELECT grant_id FROM gh_grants WHERE revoked_at IS NULL) RETURNING grant_id, redirect_uri, challenge, expires_at
+            """,
             [.int(now), .text(hash)])
         if let r = rows.first, let gid = r[0].string, let redirect = r[1].string, let challenge = r[2].string, let expires = r[3].int {
             return .valid(CodeRecord(grantID: gid, redirectURI: redirect, challenge: challenge, expiresAt: expires))
@@ -166,21 +169,29 @@ public final class AuthStore: Sendable {
     }
 
     public enum RefreshOutcome: Sendable, Equatable {
+        /// This caller, and no other, may rotate the token. Decided in one statement together
+        /// with the grant's validity, so a revocation that lands afterwards revokes what this
+        /// caller issues next rather than failing the caller half-way.
         case valid(grantID: String, expiresAt: Int64)
         /// Presented before: a stolen copy or a replay. The caller revokes the grant.
         case reused(grantID: String)
+        /// Unused, but its grant is revoked or expired.
+        case revoked
         case unknown
     }
 
     /// Marks a refresh token used; exactly one caller ever gets `.valid` (rotation).
     public func useRefreshToken(hash: String, now: Int64) async throws -> RefreshOutcome {
         let rows = try await database.query(
-            "UPDATE gh_refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL RETURNING grant_id, expires_at",
-            [.int(now), .text(hash)])
+            """
+            UPDATE gh_refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? \
+            AND grant_id IN (SELECT grant_id FROM gh_grants WHERE revoked_at IS NULL AND expires_at > ?) RETURNING grant_id, expires_at
+            """,
+            [.int(now), .text(hash), .int(now), .int(now)])
         if let r = rows.first, let gid = r[0].string, let expires = r[1].int { return .valid(grantID: gid, expiresAt: expires) }
-        let used = try await database.query("SELECT grant_id FROM gh_refresh_tokens WHERE token_hash = ?", [.text(hash)])
-        if let gid = used.first?[0].string { return .reused(grantID: gid) }
-        return .unknown
+        let found = try await database.query("SELECT grant_id, used_at FROM gh_refresh_tokens WHERE token_hash = ?", [.text(hash)])
+        guard let row = found.first, let gid = row[0].string else { return .unknown }
+        return row[1] == .null ? .revoked : .reused(grantID: gid)
     }
 
     public func refreshTokenGrant(hash: String) async throws -> String? {

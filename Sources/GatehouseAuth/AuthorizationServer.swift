@@ -310,7 +310,7 @@ public final class AuthorizationServer: Sendable {
             logger.warning("authorization code replayed; its grant is revoked", metadata: ["client_id": "\(client.id)"])
             return .oauthError(400, "invalid_grant", "the authorization code was already used; the tokens issued for it are revoked")
         case .valid(let record):
-            guard let grant = try? await store.grant(record.grantID), grant.revokedAt == nil else {
+            guard let grant = try? await store.grant(record.grantID) else {
                 return .oauthError(400, "invalid_grant", "the authorization code is not valid")
             }
             guard grant.clientID == client.id else { return .oauthError(400, "invalid_grant", "the code was issued to another client") }
@@ -338,8 +338,12 @@ public final class AuthorizationServer: Sendable {
             try? await store.revokeGrant(grantID, now: current)
             logger.warning("refresh token reused; its grant is revoked", metadata: ["client_id": "\(client.id)"])
             return .oauthError(400, "invalid_grant", "the refresh token was already used; every token of this grant is revoked")
-        case .valid(let grantID, let expiresAt):
-            guard var grant = try? await store.grant(grantID), grant.revokedAt == nil, grant.expiresAt > current, expiresAt > current else {
+        case .revoked:
+            return .oauthError(400, "invalid_grant", "the refresh token has expired or was revoked")
+        case .valid(let grantID, _):
+            // Validity was decided with the claim; a revocation landing since then revokes the
+            // tokens issued here through their grant.
+            guard var grant = try? await store.grant(grantID) else {
                 return .oauthError(400, "invalid_grant", "the refresh token has expired or was revoked")
             }
             guard grant.clientID == client.id else {

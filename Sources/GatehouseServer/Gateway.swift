@@ -65,10 +65,12 @@ public struct Gateway: Sendable {
                 group.cancelAll()
             }
         } catch {
+            await store?.close()
             try? await httpClient.shutdown()
             try? await streamClient.shutdown()
             throw error
         }
+        await store?.close()
         try? await httpClient.shutdown()
         try? await streamClient.shutdown()
         logger.info("stopped")

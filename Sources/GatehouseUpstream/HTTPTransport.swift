@@ -12,6 +12,8 @@ struct HTTPTransport: Sendable {
     let serverName: String
     let url: String
     let headers: [(name: String, value: Secret)]
+    /// A bearer token for the upstream from its own authorization server (never the client's).
+    let credentials: ClientCredentialsToken?
     let client: HTTPClient
     /// Long-lived GET streams use their own pool, so that many open streams can never take
     /// every connection the requests need.
@@ -36,7 +38,7 @@ struct HTTPTransport: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: "application/json, text/event-stream")
-        addCommonHeaders(&request, sessionID: sessionID, version: version)
+        try await addCommonHeaders(&request, sessionID: sessionID, version: version)
         if version.isStateless, let method = message.method {
             request.headers.add(name: MCPHeader.method, value: method)
             if let field = StatelessRequestRules.nameField(for: method), let name = message.params?[field]?.stringValue {
@@ -45,6 +47,8 @@ struct HTTPTransport: Sendable {
         }
         request.body = .bytes(ByteBuffer(bytes: message.bytes))
         let response = try await execute(request)
+        // A refused upstream token is fetched anew for the next request.
+        if response.status == .unauthorized { credentials?.invalidate() }
         let head = Head(status: Int(response.status.code), sessionID: response.headers.first(name: MCPHeader.sessionID))
         if response.status == .accepted { return head }
         if response.status == .notFound, sessionID != nil {
@@ -98,7 +102,7 @@ struct HTTPTransport: Sendable {
         var request = HTTPClientRequest(url: url)
         request.method = .GET
         request.headers.add(name: "Accept", value: "text/event-stream")
-        addCommonHeaders(&request, sessionID: sessionID, version: version)
+        try await addCommonHeaders(&request, sessionID: sessionID, version: version)
         let response = try await streamClient.execute(request, timeout: .hours(24 * 365))
         guard response.status == .ok else { return false }
         var parser = SSEParser()
@@ -114,14 +118,15 @@ struct HTTPTransport: Sendable {
     func delete(sessionID: String, version: ProtocolVersion) async {
         var request = HTTPClientRequest(url: url)
         request.method = .DELETE
-        addCommonHeaders(&request, sessionID: sessionID, version: version)
+        guard (try? await addCommonHeaders(&request, sessionID: sessionID, version: version)) != nil else { return }
         _ = try? await client.execute(request, timeout: .seconds(2))
     }
 
-    private func addCommonHeaders(_ request: inout HTTPClientRequest, sessionID: String?, version: ProtocolVersion) {
+    private func addCommonHeaders(_ request: inout HTTPClientRequest, sessionID: String?, version: ProtocolVersion) async throws {
         if version.hasVersionHeader { request.headers.add(name: MCPHeader.protocolVersion, value: version.rawValue) }
         if let sessionID { request.headers.add(name: MCPHeader.sessionID, value: sessionID) }
         for header in headers { request.headers.add(name: header.name, value: header.value.value) }
+        if let credentials { request.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(try await credentials.bearer())") }
     }
 
     private func execute(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {

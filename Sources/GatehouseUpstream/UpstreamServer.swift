@@ -33,7 +33,9 @@ public final class UpstreamServer: @unchecked Sendable {
         switch config.transport {
         case .http(let http):
             backend = .http(HTTPTransport(
-                serverName: config.name, url: http.url, headers: http.headers, client: httpClient,
+                serverName: config.name, url: http.url, headers: http.headers,
+                credentials: http.clientCredentials.map { ClientCredentialsToken(config: $0, serverName: config.name, client: httpClient, logger: logger) },
+                client: httpClient,
                 streamClient: streamClient ?? httpClient, logger: logger))
         case .stdio(let stdio):
             backend = .stdio(StdioUpstream(name: config.name, stdio: stdio, timeouts: config.timeouts, logger: logger))

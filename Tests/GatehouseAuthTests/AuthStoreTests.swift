@@ -47,6 +47,11 @@ import Testing
             #expect(try await store.grant("g2")?.revokedAt == nil)
             try await store.revokeGrant("g2", now: 4)
             #expect(try await store.grant("g2")?.revokedAt == 4)
+            // Tokens of a revoked grant can no longer be claimed, even unused ones.
+            try await store.insertRefreshToken(hash: "r2", grantID: "g2", expiresAt: 1000)
+            #expect(try await store.useRefreshToken(hash: "r2", now: 5) == .revoked)
+            try await store.insertCode(hash: "c2", .init(grantID: "g2", redirectURI: "x", challenge: "c", expiresAt: 100))
+            if case .valid = try await store.consumeCode(hash: "c2", now: 5) { Issue.record("a revoked grant's code must not be valid") }
         }
     }
 
