@@ -24,13 +24,15 @@ public final class AuthorizationServer: Sendable {
     let keyRing: KeyRing
     let clients: OAuthClients
     let users: [String: String]
+    /// Set when users sign in at an upstream OpenID Connect provider instead of locally.
+    let upstreamLogin: UpstreamLogin?
     let secureCookies: Bool
     let logger: Logger
     let now: @Sendable () -> Date
 
     public static let paths: Set<String> = [
         "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/oauth/authorize", "/oauth/token",
-        "/oauth/revoke", "/oauth/register", "/oauth/jwks",
+        "/oauth/revoke", "/oauth/register", "/oauth/jwks", "/oauth/callback",
     ]
 
     public init(config: Auth.AuthorizationServer, issuer: String, resources: [String], store: AuthStore, keyRing: KeyRing, fetcher: HTTPClient,
@@ -43,6 +45,11 @@ public final class AuthorizationServer: Sendable {
         self.keyRing = keyRing
         self.clients = OAuthClients(config: config, store: store, fetcher: fetcher, logger: logger)
         self.users = Dictionary(config.users.map { ($0.username, $0.passwordHash.value) }, uniquingKeysWith: { a, _ in a })
+        if case .oidc(let login) = config.login {
+            self.upstreamLogin = UpstreamLogin(config: login, client: fetcher, logger: logger)
+        } else {
+            self.upstreamLogin = nil
+        }
         self.secureCookies = issuer.hasPrefix("https://")
         self.logger = logger
         self.now = now
@@ -61,6 +68,8 @@ public final class AuthorizationServer: Sendable {
             return await authorizePage(request)
         case ("POST", "/oauth/authorize"):
             return await authorizeDecision(request)
+        case ("GET", "/oauth/callback"):
+            return await loginCallback(request)
         case ("POST", "/oauth/token"):
             return await token(request)
         case ("POST", "/oauth/revoke"):
@@ -104,6 +113,8 @@ public final class AuthorizationServer: Sendable {
         var scope: String
         var resource: String
         var csrfHash: String
+        /// Set once the user signed in at the upstream provider: the page only asks for consent.
+        var subject: String? = nil
     }
 
     private func authorizePage(_ request: AuthHTTPRequest) async -> AuthHTTPResponse {
@@ -140,9 +151,19 @@ public final class AuthorizationServer: Sendable {
         guard let resource = resolveResource(q.value("resource")) else {
             return fail("invalid_target", "the resource is not served by this gateway; use one of: \(resources.joined(separator: " "))")
         }
+        if let upstreamLogin {
+            return await startUpstreamLogin(upstreamLogin, Pending(clientID: clientID, redirectURI: redirectURI, state: state, challenge: challenge,
+                                                                    scope: scope, resource: resource, csrfHash: ""), fail: fail)
+        }
+        return consentPage(client: client, pending: Pending(clientID: clientID, redirectURI: redirectURI, state: state, challenge: challenge,
+                                                            scope: scope, resource: resource, csrfHash: ""))
+    }
+
+    /// The sign-in (or, after an upstream sign-in, consent) page with a fresh CSRF cookie.
+    private func consentPage(client: OAuthClient, pending: Pending) -> AuthHTTPResponse {
         let csrf = AuthCrypto.randomToken()
-        let pending = Pending(clientID: clientID, redirectURI: redirectURI, state: state, challenge: challenge, scope: scope, resource: resource,
-                              csrfHash: AuthCrypto.hash(csrf))
+        var pending = pending
+        pending.csrfHash = AuthCrypto.hash(csrf)
         guard let sealed = seal(pending) else { return page(status: 503, title: "Unavailable", message: "The sign-in service is not ready; try again.") }
         var response = loginPage(client: client, pending: pending, sealed: sealed, csrf: csrf, error: nil)
         var cookie = "gh_csrf=\(csrf); Path=/oauth; HttpOnly; SameSite=Strict; Max-Age=600"
@@ -164,10 +185,17 @@ public final class AuthorizationServer: Sendable {
         if form.value("decision") != "allow" {
             return .redirect(redirectLocation(pending.redirectURI, ["error": "access_denied", "error_description": "the user denied access", "state": pending.state, "iss": issuer]))
         }
-        let username = form.value("username") ?? ""
+        let username: String
+        if let subject = pending.subject {
+            username = subject  // signed in at the upstream provider; this was the consent
+        } else if upstreamLogin != nil {
+            return page(status: 400, title: "Sign-in required", message: "Users sign in at the identity provider here. Start again from your application.")
+        } else {
+            username = form.value("username") ?? ""
+        }
         let password = form.value("password") ?? ""
         let known = users[username]
-        let valid = PasswordHash.verify(password, against: known ?? PasswordHash.decoy) && known != nil
+        let valid = pending.subject != nil || (PasswordHash.verify(password, against: known ?? PasswordHash.decoy) && known != nil)
         guard valid else {
             logger.notice("sign-in failed", metadata: ["client_id": "\(pending.clientID)"])
             let client = (try? await clients.client(pending.clientID)) ?? OAuthClient(id: pending.clientID, redirectURIs: [], grantTypes: [], scopes: [], origin: .registered)
@@ -228,6 +256,7 @@ public final class AuthorizationServer: Sendable {
             "csrf": .string(pending.csrfHash), "exp": .int(Int(nowSeconds) + 600),
         ]
         if let state = pending.state { claims["state"] = .string(state) }
+        if let subject = pending.subject { claims["subject"] = .string(subject) }
         return try? JWT.sign(claims: claims, key: key.privateKey, kid: key.kid)
     }
 
@@ -240,7 +269,87 @@ public final class AuthorizationServer: Sendable {
               let clientID = c["client_id"]?.stringValue, let redirect = c["redirect_uri"]?.stringValue, let challenge = c["challenge"]?.stringValue,
               let scope = c["scope"]?.stringValue, let resource = c["resource"]?.stringValue, let csrf = c["csrf"]?.stringValue
         else { return nil }
-        return Pending(clientID: clientID, redirectURI: redirect, state: c["state"]?.stringValue, challenge: challenge, scope: scope, resource: resource, csrfHash: csrf)
+        return Pending(clientID: clientID, redirectURI: redirect, state: c["state"]?.stringValue, challenge: challenge, scope: scope, resource: resource,
+                       csrfHash: csrf, subject: c["subject"]?.stringValue)
+    }
+
+    // MARK: Sign-in at an upstream OpenID Connect provider
+
+    /// Sends the browser to the provider. The PKCE verifier stays in an HttpOnly cookie (never
+    /// in a URL); the signed state carries the pending request and the verifier's hash.
+    private func startUpstreamLogin(_ login: UpstreamLogin, _ pending: Pending, fail: (String, String) -> AuthHTTPResponse) async -> AuthHTTPResponse {
+        let verifier = AuthCrypto.randomToken()
+        let nonce = AuthCrypto.randomToken(bytes: 16)
+        guard let key = keyRing.signingKey() else { return page(status: 503, title: "Unavailable", message: "The sign-in service is not ready; try again.") }
+        var claims: JSONObject = [
+            "typ": "gatehouse-login", "iss": .string(issuer), "client_id": .string(pending.clientID), "redirect_uri": .string(pending.redirectURI),
+            "challenge": .string(pending.challenge), "scope": .string(pending.scope), "resource": .string(pending.resource),
+            "verifier": .string(AuthCrypto.hash(verifier)), "nonce": .string(nonce), "exp": .int(Int(nowSeconds) + 600),
+        ]
+        if let state = pending.state { claims["state"] = .string(state) }
+        guard let state = try? JWT.sign(claims: claims, key: key.privateKey, kid: key.kid) else {
+            return page(status: 503, title: "Unavailable", message: "The sign-in service is not ready; try again.")
+        }
+        let location: String
+        do {
+            location = try await login.authorizationURL(redirectURI: issuer + "/oauth/callback", state: state, nonce: nonce, verifier: verifier)
+        } catch {
+            logger.error("cannot reach the sign-in provider", metadata: ["error": "\(error)"])
+            return fail("temporarily_unavailable", "the identity provider cannot be reached")
+        }
+        var response = AuthHTTPResponse.redirect(location)
+        // Lax: the cookie must come back on the provider's top-level redirect to /oauth/callback.
+        var cookie = "gh_login=\(verifier); Path=/oauth; HttpOnly; SameSite=Lax; Max-Age=600"
+        if secureCookies { cookie += "; Secure" }
+        response.headers.append(("Set-Cookie", cookie))
+        return response
+    }
+
+    private func loginCallback(_ request: AuthHTTPRequest) async -> AuthHTTPResponse {
+        guard let login = upstreamLogin else { return page(status: 404, title: "Not found", message: "Sign-in is local here.") }
+        let q = request.query
+        guard let state = q.value("state"), let jwt = try? JWT.decode(state), jwt.algorithm == "ES256", let kid = jwt.keyID,
+              let key = await keyRing.verificationKey(kid: kid),
+              VerificationKey.p256(key).isValid(signature: jwt.signature, for: jwt.signingInput, algorithm: .es256)
+        else {
+            return page(status: 400, title: "Sign-in failed", message: "The sign-in answer is missing or was altered. Start again from your application.")
+        }
+        let c = jwt.claims
+        guard c["typ"]?.stringValue == "gatehouse-login", c["iss"]?.stringValue == issuer, let exp = c["exp"]?.intValue, Int64(exp) > nowSeconds,
+              let clientID = c["client_id"]?.stringValue, let redirect = c["redirect_uri"]?.stringValue, let challenge = c["challenge"]?.stringValue,
+              let scope = c["scope"]?.stringValue, let resource = c["resource"]?.stringValue, let verifierHash = c["verifier"]?.stringValue,
+              let nonce = c["nonce"]?.stringValue
+        else {
+            return page(status: 400, title: "Sign-in expired", message: "This sign-in has expired. Start again from your application.")
+        }
+        // The same browser that started the sign-in must finish it (login CSRF defence).
+        guard let verifier = request.cookies["gh_login"], AuthCrypto.equal(AuthCrypto.hash(verifier), verifierHash) else {
+            return page(status: 400, title: "Sign-in refused", message: "This sign-in was not started in this browser. Start again from your application.")
+        }
+        let clientState = c["state"]?.stringValue
+        if let error = q.value("error") {
+            let known = ["access_denied", "login_required", "consent_required", "interaction_required", "temporarily_unavailable"]
+            return .redirect(redirectLocation(redirect, ["error": known.contains(error) ? error : "access_denied",
+                                                         "error_description": "the identity provider did not sign the user in", "state": clientState, "iss": issuer]))
+        }
+        guard let code = q.value("code") else {
+            return page(status: 400, title: "Sign-in failed", message: "The identity provider sent no code. Start again from your application.")
+        }
+        let subject: String
+        do {
+            subject = try await login.subject(code: code, redirectURI: issuer + "/oauth/callback", verifier: verifier, nonce: nonce)
+        } catch {
+            logger.warning("upstream sign-in failed", metadata: ["error": "\(error)"])
+            return page(status: 400, title: "Sign-in failed", message: "The identity provider's answer could not be verified. Start again from your application.")
+        }
+        let client: OAuthClient
+        do { client = try await clients.client(clientID) } catch {
+            return page(status: 400, title: "Unknown application", message: "This application cannot sign in here: \(error.description).")
+        }
+        var response = consentPage(client: client, pending: Pending(clientID: clientID, redirectURI: redirect, state: clientState, challenge: challenge,
+                                                                    scope: scope, resource: resource, csrfHash: "", subject: subject))
+        response.headers.append(("Set-Cookie", "gh_login=; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age=0"))
+        return response
     }
 
     // MARK: Token endpoint
@@ -519,12 +628,16 @@ public final class AuthorizationServer: Sendable {
         body += "<p>After you decide, you will be sent to <strong>\(escape(host))</strong>.</p>"
         if client.origin == .metadataDocument { body += "<p>Client identity: <code>\(escape(client.id))</code></p>" }
         if let error { body += "<p class=\"error\" role=\"alert\">\(escape(error))</p>" }
+        if let subject = pending.subject { body += "<p>Signed in as <strong>\(escape(subject))</strong>.</p>" }
+        let credentials = pending.subject != nil ? "" : """
+            <label>Username <input name="username" autocomplete="username" required></label>
+            <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+            """
         body += """
             <form method="post" action="/oauth/authorize">
             <input type="hidden" name="request" value="\(escape(sealed))">
             <input type="hidden" name="csrf" value="\(escape(csrf))">
-            <label>Username <input name="username" autocomplete="username" required></label>
-            <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+            \(credentials)
             <button name="decision" value="allow">Allow</button>
             <button name="decision" value="deny" formnovalidate>Deny</button>
             </form>

@@ -147,6 +147,32 @@ extension DocumentReader {
                 report(clientsNode, "spec.auth.authorizationServer.clients must be a list of {clientID, clientSecret, grantTypes, scopes, redirectURIs}")
             }
         }
+        if let loginNode = fields.take("login"), var login = Fields(loginNode, path: "spec.auth.authorizationServer.login", reader: &self) {
+            if let oidcNode = login.take("oidc"), var oidc = Fields(oidcNode, path: "spec.auth.authorizationServer.login.oidc", reader: &self) {
+                let issuer = oidc.string("issuer", required: true, reader: &self)
+                let clientID = oidc.string("clientID", required: true, reader: &self)
+                let secretNode = oidc.take("clientSecret")
+                let scopes = oidc.stringList("scopes", reader: &self)
+                let subjectClaim = oidc.string("subjectClaim", reader: &self)
+                oidc.finish(reader: &self)
+                if secretNode == nil { report(oidcNode, "missing required key 'clientSecret' in spec.auth.authorizationServer.login.oidc") }
+                if let issuer, !Self.isHTTPURL(issuer.value) { report(issuer.node, "invalid issuer '\(issuer.value)'", hint: "use the provider's issuer URL") }
+                if let issuer, Self.isHTTPURL(issuer.value), let clientID, let secretNode,
+                   let secret = readSecret(secretNode, path: "spec.auth.authorizationServer.login.oidc.clientSecret")
+                {
+                    var config = Auth.OIDCLogin(issuer: issuer.value, clientID: clientID.value, clientSecret: secret)
+                    if let scopes {
+                        if !scopes.contains("openid") { report(oidcNode, "login.oidc.scopes must include openid") }
+                        config.scopes = scopes
+                    }
+                    if let subjectClaim { config.subjectClaim = subjectClaim.value }
+                    server.login = .oidc(config)
+                }
+            } else {
+                report(loginNode, "spec.auth.authorizationServer.login needs `oidc: {issuer, clientID, clientSecret}`")
+            }
+            login.finish(reader: &self)
+        }
         if let registrationNode = fields.take("registration"), var registration = Fields(registrationNode, path: "spec.auth.authorizationServer.registration", reader: &self) {
             if let v = registration.bool("dynamic", reader: &self) { server.registration.dynamic = v }
             if let tokenNode = registration.take("initialAccessToken") {

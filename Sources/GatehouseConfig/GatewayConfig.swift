@@ -177,7 +177,29 @@ public struct Auth: Sendable, Equatable {
         public var users: [LocalUser] = []
         public var clients: [StaticClient] = []
         public var registration = Registration()
+        /// Where users sign in: nil means the local users above.
+        public var login: Login?
         public init() {}
+    }
+
+    /// User sign-in delegated to an upstream identity provider.
+    public enum Login: Sendable, Equatable {
+        case oidc(OIDCLogin)
+    }
+
+    /// An OpenID Connect provider signs users in (authorization code + PKCE against it); its
+    /// ID token's subject becomes the user.
+    public struct OIDCLogin: Sendable, Equatable {
+        public var issuer: String
+        public var clientID: String
+        public var clientSecret: Secret
+        public var scopes: [String] = ["openid", "email", "profile"]
+        public var subjectClaim: String = "sub"
+        public init(issuer: String, clientID: String, clientSecret: Secret) {
+            self.issuer = issuer
+            self.clientID = clientID
+            self.clientSecret = clientSecret
+        }
     }
 
     public struct LocalUser: Sendable, Equatable {
