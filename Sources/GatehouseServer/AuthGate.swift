@@ -40,8 +40,9 @@ struct AuthGate: Sendable {
             return .refused(refusal(status: .badRequest, error: "invalid_request", description: "send exactly one Authorization header"))
         }
         guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
-            return .refused(challenge(status: .unauthorized, error: "invalid_request", description: "use the Bearer scheme: Authorization: Bearer <token>",
-                                      message: "Unauthorized: use Authorization: Bearer <token>"))
+            // No Bearer credentials at all (another scheme): answered like a missing token (RFC 6750 §3.1).
+            return .refused(challenge(status: .unauthorized, error: nil, description: nil,
+                                      message: "Unauthorized: send Authorization: Bearer <token>; discover how to get one at \(metadataURL)"))
         }
         let token = header.dropFirst(7).trimmingCharacters(in: .whitespaces)
         guard let authenticator else {
@@ -74,13 +75,13 @@ struct AuthGate: Sendable {
         parts.append("resource_metadata=\"\(metadataURL)\"")
         var headers = HTTPFields()
         headers[.wwwAuthenticate] = "Bearer " + parts.joined(separator: ", ")
-        return HTTPResponses.error(status: status, id: nil, code: JSONRPCErrorCode.invalidRequest, message: message, headers: headers)
+        return HTTPResponses.error(status: status, id: .null, code: JSONRPCErrorCode.invalidRequest, message: message, headers: headers)
     }
 
     func refusal(status: HTTPResponse.Status, error: String, description: String) -> Response {
         var headers = HTTPFields()
         headers[.wwwAuthenticate] = "Bearer error=\"\(error)\", error_description=\"\(Self.quoted(description))\", resource_metadata=\"\(metadataURL)\""
-        return HTTPResponses.error(status: status, id: nil, code: JSONRPCErrorCode.invalidRequest, message: "Bad Request: \(description)", headers: headers)
+        return HTTPResponses.error(status: status, id: .null, code: JSONRPCErrorCode.invalidRequest, message: "Bad Request: \(description)", headers: headers)
     }
 
     static func quoted(_ text: String) -> String {
