@@ -79,10 +79,11 @@ let package = Package(
         .target(
             name: "GatehouseServer",
             dependencies: [
-                "MCPWire", "GatehouseConfig", "GatehouseUpstream", "GatehouseAuth",
+                "MCPWire", "GatehouseConfig", "GatehouseUpstream", "GatehouseAuth", "GatehousePolicy",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         .executableTarget(

@@ -90,6 +90,8 @@ struct DocumentReader {
             }
             let kind = fields.string("kind", required: true, reader: &self)
             var name: String?
+            var labels: [String: String] = [:]
+            var annotations: [String: String] = [:]
             if let metadataNode = fields.take("metadata") {
                 if var metadata = Fields(metadataNode, path: "metadata", reader: &self) {
                     if let n = metadata.string("name", required: true, reader: &self) {
@@ -99,8 +101,8 @@ struct DocumentReader {
                             report(n.node, "invalid name '\(n.value)'", hint: "use lowercase letters, digits and '-' (max 63 characters), starting with a letter")
                         }
                     }
-                    _ = metadata.take("labels")
-                    _ = metadata.take("annotations")
+                    if let node = metadata.take("labels") { labels = readStringMap(node, path: "metadata.labels") }
+                    if let node = metadata.take("annotations") { annotations = readStringMap(node, path: "metadata.annotations") }
                     metadata.finish(reader: &self)
                 }
             } else {
@@ -114,7 +116,9 @@ struct DocumentReader {
             case "Gateway":
                 if let spec = readGateway(specNode) { gateways.append((document, spec.with(name: name ?? "gateway"))) }
             case "MCPServer":
-                if let server = readServer(specNode, name: name ?? "server"), let name {
+                if var server = readServer(specNode, name: name ?? "server"), let name {
+                    server.labels = labels
+                    server.annotations = annotations
                     if servers[name] != nil {
                         report(document, "duplicate MCPServer '\(name)'", hint: "each MCPServer needs a unique metadata.name")
                     } else {
@@ -213,6 +217,7 @@ struct DocumentReader {
         var endpoints: [EndpointSpec] = []
         var auth: Auth?
         var storage: Storage?
+        var policy: PolicyConfig?
 
         func with(name: String) -> GatewaySpec {
             var copy = self
@@ -228,6 +233,7 @@ struct DocumentReader {
             config.sessions = sessions
             config.shutdown = shutdown
             config.auth = auth
+            config.policy = policy
             if let storage { config.storage = storage }
             return config
         }
@@ -282,6 +288,7 @@ struct DocumentReader {
         }
         if let node = fields.take("auth") { spec.auth = readAuth(node) }
         if let node = fields.take("storage") { spec.storage = readStorage(node) }
+        if let node = fields.take("policy") { spec.policy = readPolicy(node) }
         if let node = fields.take("shutdown"), var shutdown = Fields(node, path: "spec.shutdown", reader: &self) {
             if let v = shutdown.int("gracePeriodSeconds", range: 0...3600, reader: &self) { spec.shutdown.gracePeriodSeconds = v }
             shutdown.finish(reader: &self)
@@ -422,6 +429,23 @@ struct DocumentReader {
         var server = ServerConfig(name: name, transport: transport)
         server.timeouts = timeouts
         return server
+    }
+
+    /// A map of names to plain strings (labels, annotations).
+    mutating func readStringMap(_ node: Node, path: String) -> [String: String] {
+        guard case .mapping(let mapping) = node else {
+            report(node, "\(path) must be a mapping of names to strings")
+            return [:]
+        }
+        var result: [String: String] = [:]
+        for (keyNode, valueNode) in mapping {
+            guard let key = keyNode.string, case .scalar(let scalar) = valueNode else {
+                report(valueNode, "\(path) values must be strings")
+                continue
+            }
+            result[key] = scalar.string
+        }
+        return result
     }
 
     /// A map of names to values, where each value is a string or

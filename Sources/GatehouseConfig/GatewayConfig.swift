@@ -17,6 +17,9 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Where auth state lives (API keys, clients, codes, refresh tokens, signing keys). Only
     /// opened when `auth` is set.
     public var storage: Storage = .sqlite(path: "gatehouse.db")
+    /// Policy: Rego decisions, the match pipeline, the decision log. Nil: every authenticated
+    /// request is allowed.
+    public var policy: PolicyConfig?
 
     public func server(named name: String) -> ServerConfig? { servers.first { $0.name == name } }
 
@@ -241,6 +244,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var name: String
     public var transport: Transport
     public var timeouts: Timeouts
+    /// `metadata.labels` / `metadata.annotations`: facts policies can read (team, data class...).
+    public var labels: [String: String] = [:]
+    public var annotations: [String: String] = [:]
 
     public enum Transport: Sendable, Equatable {
         case http(HTTP)

@@ -8,6 +8,7 @@ import Logging
 import MCPWire
 import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 /// Gatehouse assembled: the HTTP front, the MCP endpoint, the upstream, and the services that
 /// run them, in one ServiceGroup with graceful shutdown on SIGTERM and SIGINT.
@@ -87,13 +88,15 @@ public struct Gateway: Sendable {
             }
         }
         let auth = try await GatewayAuth.make(config: config, store: store, httpClient: httpClient, fetcher: fetcher, logger: logger)
+        let policy = try config.policy.map { try GatewayPolicy(config: $0, servers: config.servers, logger: logger) }
+        if let version = policy?.engine?.version { logger.info("policy loaded", metadata: ["version": "\(version)"]) }
         let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, streamClient: streamClient, logger: logger) }
         let byName = Dictionary(uniqueKeysWithValues: upstreams.map { ($0.config.name, $0) })
         // Derived once: sealing and opening session ids never derive keys per request.
         let sealer = SessionSealer(secret: config.sessions.key?.value)
         let endpoints = config.endpoints.map { endpoint in
             MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, sealer: sealer, logger: logger,
-                        authenticator: auth.authenticator)
+                        authenticator: auth.authenticator, policy: policy)
         }
         let router = Router(context: GatewayRequestContext.self)
         for endpoint in endpoints {
@@ -128,11 +131,13 @@ public struct Gateway: Sendable {
 
         let upstreamService = UpstreamService(upstreams: upstreams, endpoints: endpoints)
         let streamCloser = StreamCloser(endpoints: endpoints)
+        let reloader = PolicyReloader(policy: policy, logger: logger)
         var groupConfig = ServiceGroupConfiguration(
             services: [
                 .init(service: upstreamService),
                 .init(service: app),
                 .init(service: streamCloser, successTerminationBehavior: .ignore),
+                .init(service: reloader, successTerminationBehavior: .ignore),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
@@ -176,5 +181,43 @@ struct StreamCloser: Service {
     func run() async throws {
         try? await gracefulShutdown()
         for endpoint in endpoints { endpoint.closeStreams() }
+    }
+}
+
+/// Reloads the policy on SIGHUP: a policy that does not compile is refused (logged with its
+/// errors) and the running one keeps deciding.
+struct PolicyReloader: Service {
+    let policy: GatewayPolicy?
+    let logger: Logger
+
+    func run() async throws {
+        guard let engine = policy?.engine else {
+            try? await gracefulShutdown()
+            return
+        }
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in signals {
+                    logger.info("SIGHUP: reloading the policy")
+                    engine.reload()
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+}
+
+extension Gateway {
+    /// Compiles the config's policy (for `gatehouse validate`): nil when it compiles, else every error.
+    public static func policyProblems(_ config: GatewayConfig) -> String? {
+        guard let policy = config.policy, !policy.regoPaths.isEmpty else { return nil }
+        do {
+            _ = try PolicyEngine.compile(policy)
+            return nil
+        } catch {
+            return "\(error)"
+        }
     }
 }

@@ -19,6 +19,11 @@ extension MCPEndpoint {
         let clientVersion: ProtocolVersion
         let session: DownstreamSession?
         let accepts: Accepts
+        /// Who asks (identity and request facts), for policy.
+        let caller: Caller
+        /// What the request's policy decision asks to redact from the answer.
+        var redaction = PolicyDecision.Redaction()
+        var responseHeaders: [(String, String)] = []
     }
 
     static let listKeys: [String: String] = [
@@ -101,7 +106,16 @@ extension MCPEndpoint {
 
     /// Routes and relays one request.
     func relay(_ message: JSONRPCMessage, scope: Scope) async -> Response {
-        switch await route(message, scope: scope) {
+        let route = await route(message, scope: scope)
+        let (scope, denied) = await authorize(route, message: message, scope: scope)
+        if let denied {
+            return finalJSON(denied, clientVersion: scope.clientVersion, method: message.method)
+        }
+        return Self.withHeaders(await relay(message, route: route, scope: scope), scope.responseHeaders)
+    }
+
+    private func relay(_ message: JSONRPCMessage, route: Route, scope: Scope) async -> Response {
+        switch route {
         case .answer(let answer):
             return finalJSON(answer, clientVersion: scope.clientVersion, method: message.method)
         case .fanOutList(let key):
@@ -175,12 +189,21 @@ extension MCPEndpoint {
                 self.names.learn(names, server: page.index, kind: kind)
             }
         }
+        let started = ContinuousClock.now
+        var hiddenItems = 0
         for page in pages.sorted(by: { $0.index < $1.index }) {
             guard let result = page.result else {
                 missing.append(.string(serverNames[page.index]))
                 continue
             }
-            for item in result[key]?.arrayValue ?? [] {
+            var pageItems = result[key]?.arrayValue ?? []
+            if let policy {
+                let (kept, hidden) = policy.filterItems(pageItems, listMethod: message.method ?? "", server: serverNames[page.index], caller: scope.caller,
+                                                        protocolVersion: scope.clientVersion.rawValue, session: scope.session != nil)
+                pageItems = kept
+                hiddenItems += hidden
+            }
+            for item in pageItems {
                 guard case .object(var object) = item else { continue }
                 if let kind, let name = object["name"]?.stringValue {
                     if let (a, b) = names.collision(for: name, kind: kind) {
@@ -200,6 +223,7 @@ extension MCPEndpoint {
                 next.append((serverNames[page.index], cursor))
             }
         }
+        policy?.recordList(caller: scope.caller, message: message, servers: serverNames, hidden: hiddenItems, started: started)
         var result: JSONObject = [key: .array(items)]
         if !next.isEmpty { result["nextCursor"] = .string(FederatedCursor(positions: next).encoded) }
         if !missing.isEmpty { result["_meta"] = ["gatehouse/unavailableServers": .array(missing)] }

@@ -34,11 +34,13 @@ final class MCPEndpoint: Sendable {
     let logger: Logger
     let keepAlive: Duration
     let authGate: AuthGate
+    let policy: GatewayPolicy?
 
     init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], sealer: SessionSealer, logger: Logger,
-         authenticator: Authenticator? = nil, keepAlive: Duration = .seconds(15))
+         authenticator: Authenticator? = nil, policy: GatewayPolicy? = nil, keepAlive: Duration = .seconds(15))
     {
         self.config = config
+        self.policy = policy
         let resource = config.resourceURL(for: endpoint)
         self.authGate = AuthGate(mode: endpoint.auth.mode, scopes: endpoint.auth.scopes, resource: resource,
                                  metadataURL: config.publicBaseURL + "/.well-known/oauth-protected-resource" + endpoint.path,
@@ -120,6 +122,16 @@ final class MCPEndpoint: Sendable {
         case .refused(let response): return response
         case .allowed(let identity): context.identity = identity
         }
+        let caller = makeCaller(request, context: context)
+        context.caller = caller
+        // Phase one of policy: the match pipeline, once per HTTP request, before the body.
+        if let policy, !policy.checkPipeline(caller) {
+            logger.notice("refused by the match pipeline", metadata: ["client_ip": "\(caller.clientIP ?? "?")"])
+            var data = JSONObject()
+            data["gatehouse"] = ["reason": "policy_denied"]
+            return HTTPResponses.error(status: .forbidden, id: .null, code: JSONRPCErrorCode.policyDenied,
+                                       message: "Forbidden: the gateway's access rules do not allow this request", data: .object(data))
+        }
         switch request.method {
         case .post: return await post(request, context: context)
         case .get: return await get(request, context: context)
@@ -184,7 +196,7 @@ final class MCPEndpoint: Sendable {
             }
         }
         if case .array(let items) = value {
-            return await batch(items, request: request, accepts: accepts)
+            return await batch(items, request: request, context: context, accepts: accepts)
         }
         let message: JSONRPCMessage
         do {
@@ -227,7 +239,7 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Bad Request: MCP-Protocol-Version '\(versionHeader)' does not match the session's negotiated version '\(session.version.rawValue)'")
         }
-        return await sessionMessage(message, session: session, accepts: accepts)
+        return await sessionMessage(message, session: session, caller: caller(context), accepts: accepts)
     }
 
     /// A session this replica does not hold: open its sealed id and resume its upstream sessions.
@@ -318,7 +330,7 @@ final class MCPEndpoint: Sendable {
         return HTTPResponses.json(.response(id: message.id ?? .null, result: .object(result)), headers: headers)
     }
 
-    private func sessionMessage(_ message: JSONRPCMessage, session: DownstreamSession, accepts: Accepts) async -> Response {
+    private func sessionMessage(_ message: JSONRPCMessage, session: DownstreamSession, caller: Caller, accepts: Accepts) async -> Response {
         switch message.kind {
         case .request:
             switch message.method {
@@ -329,7 +341,7 @@ final class MCPEndpoint: Sendable {
                                            message: "Invalid Request: this session is already initialized; send initialize without Mcp-Session-Id for a new session")
             default:
                 session.beginRequest()
-                return await relay(message, scope: Scope(channels: session.channels, clientVersion: session.version, session: session, accepts: accepts))
+                return await relay(message, scope: Scope(channels: session.channels, clientVersion: session.version, session: session, accepts: accepts, caller: caller))
             }
         case .notification:
             session.touch()
@@ -367,8 +379,10 @@ final class MCPEndpoint: Sendable {
     }
 
     /// JSON-RPC batches: only revision 2025-03-26 allows them.
-    private func batch(_ items: [JSONValue], request: Request, accepts: Accepts) async -> Response {
-        let session = request.headers[.mcpSessionID].flatMap { sessions.get($0) }
+    private func batch(_ items: [JSONValue], request: Request, context: GatewayRequestContext, accepts: Accepts) async -> Response {
+        let found = request.headers[.mcpSessionID].flatMap { sessions.get($0) }
+        if let found, found.identity.channelKey != context.identity.channelKey { return sessionNotFound(nil) }
+        let session = found
         guard let session, session.version.allowsBatches else {
             let revision = session?.version.rawValue ?? request.headers[.mcpProtocolVersion] ?? "this session's revision"
             return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
@@ -392,7 +406,8 @@ final class MCPEndpoint: Sendable {
                     answers.append(.response(id: message.id ?? .null, result: .object([:])))
                     continue
                 }
-                answers.append(await collectResponse(message, scope: Scope(channels: session.channels, clientVersion: session.version, session: session, accepts: accepts)))
+                answers.append(await collectResponse(message, scope: Scope(channels: session.channels, clientVersion: session.version, session: session, accepts: accepts,
+                                                                           caller: caller(context))))
             case .notification:
                 for (_, channel) in session.channels.open where message.method != "notifications/initialized" {
                     try? await channel.send(notification: message)
@@ -447,7 +462,7 @@ final class MCPEndpoint: Sendable {
             return await listen(message, identity: context.identity, offer: offer, accepts: accepts)
         default:
             let channels = statelessChannels(for: context.identity)
-            return await relay(message, scope: Scope(channels: channels, clientVersion: .v2026_07_28, session: nil, accepts: accepts))
+            return await relay(message, scope: Scope(channels: channels, clientVersion: .v2026_07_28, session: nil, accepts: accepts, caller: caller(context)))
         }
     }
 
@@ -543,7 +558,7 @@ final class MCPEndpoint: Sendable {
         }
         if case .response(let response) = first {
             onEnd()
-            return finalJSON(mapResponse(response, server: index), clientVersion: clientVersion, method: message.method)
+            return finalJSON(finish(response, request: message, server: index, scope: scope), clientVersion: clientVersion, method: message.method)
         }
         let logger = self.logger
         let finalChannel = channel
@@ -554,7 +569,7 @@ final class MCPEndpoint: Sendable {
                 while let event = pending {
                     if case .response(let response) = event {
                         onEnd()
-                        return finalJSON(mapResponse(response, server: index), clientVersion: clientVersion, method: message.method)
+                        return finalJSON(finish(response, request: message, server: index, scope: scope), clientVersion: clientVersion, method: message.method)
                     }
                     if case .message(let m) = event, m.kind == .request { await refuse(m, on: finalChannel, reason: "the client accepts no event stream") }
                     pending = try await events.next()
@@ -580,7 +595,8 @@ final class MCPEndpoint: Sendable {
                             try await writer.writeSSE(mapFromServer(m, server: index, session: session))
                         }
                     case .response(let response):
-                        try await writer.writeSSE(VersionBridge.prepareResponse(mapResponse(response, server: index), client: clientVersion, method: message.method, upstreamName: upstreamName))
+                        try await writer.writeSSE(VersionBridge.prepareResponse(finish(response, request: message, server: index, scope: scope), client: clientVersion,
+                                                                                method: message.method, upstreamName: upstreamName))
                         try await writer.finish(nil)
                         return
                     }
@@ -601,7 +617,10 @@ final class MCPEndpoint: Sendable {
     /// Routes a request and waits for its answer only (batches).
     private func collectResponse(_ message: JSONRPCMessage, scope: Scope) async -> JSONRPCMessage {
         let (index, routed): (Int, JSONRPCMessage)
-        switch await route(message, scope: scope) {
+        let route = await route(message, scope: scope)
+        let (scope, denied) = await authorize(route, message: message, scope: scope)
+        if let denied { return denied }
+        switch route {
         case .answer(let answer): return answer
         case .fanOutList, .broadcast:
             return .error(id: message.id, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: \(message.method ?? "") cannot be batched on a federated endpoint")
@@ -613,7 +632,8 @@ final class MCPEndpoint: Sendable {
             for try await event in channel.send(request: routed) {
                 switch event {
                 case .response(let response):
-                    return VersionBridge.prepareResponse(mapResponse(response, server: index), client: scope.clientVersion, method: message.method, upstreamName: name)
+                    return VersionBridge.prepareResponse(finish(response, request: message, server: index, scope: scope), client: scope.clientVersion,
+                                                         method: message.method, upstreamName: name)
                 case .message(let m) where m.kind == .request:
                     await refuse(m, on: channel, reason: "requests inside a batch cannot be answered")
                 case .message:

@@ -7,6 +7,8 @@ public enum JSONRPCErrorCode {
     public static let methodNotFound = -32601
     public static let invalidParams = -32602
     public static let internalError = -32603
+    /// Gatehouse: the request was refused by policy (an implementation-defined server error).
+    public static let policyDenied = -32001
     /// 2026-07-28: HTTP headers do not match the body, or required headers are missing.
     public static let headerMismatch = -32020
     /// 2026-07-28: the request needs a client capability the client did not declare.

@@ -130,6 +130,17 @@ enum DemoCatalogue {
             annotations: .init(readOnlyHint: true, openWorldHint: false)
         ),
         Tool(
+            name: "delete_item",
+            description: "Pretends to delete an item (nothing is stored; for policy examples of destructive tools).",
+            inputSchema: .object([
+                "type": "object",
+                "properties": .object(["id": .object(["type": "string"])]),
+                "required": .array(["id"]),
+                "additionalProperties": false,
+            ]),
+            annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false)
+        ),
+        Tool(
             name: "ask_roots",
             description: """
                 Sends roots/list to the client and returns the root URIs, one per line \
@@ -299,6 +310,12 @@ private func callTool(
 
         case "fail":
             return textResult("the fail tool always fails", isError: true)
+
+        case "delete_item":
+            guard let id = args["id"]?.stringValue else {
+                throw ArgumentError(message: "delete_item: 'id' must be a string")
+            }
+            return textResult("deleted item \(id)")
 
         case "touch":
             try await server.notify(ToolListChangedNotification.message())

@@ -63,9 +63,13 @@ struct Validate: ParsableCommand {
     func run() throws {
         do {
             let config = try ConfigLoader().load(path: file)
+            if let problems = Gateway.policyProblems(config) {
+                print("\(file): spec.policy: \(problems)")
+                throw ExitCode(1)
+            }
             let endpoints = config.endpoints.map { "\($0.path) → \($0.servers.joined(separator: ", "))" }
             print("\(file): OK (gateway '\(config.name)'; \(endpoints.joined(separator: "; ")))")
-        } catch {
+        } catch let error as ConfigError {
             print(error.description)
             throw ExitCode(1)
         }

@@ -1,0 +1,123 @@
+import Foundation
+import GatehouseAuth
+import GatehouseUpstream
+import HTTPTypes
+import Hummingbird
+import MCPWire
+
+/// Policy at the MCP level (docs/policy.md "In the data plane"): every request that reaches a
+/// server is decided first; denied requests never reach the upstream; lists show only what the
+/// caller may use; answers are redacted as the decision asks.
+extension MCPEndpoint {
+    func makeCaller(_ request: Request, context: GatewayRequestContext) -> Caller {
+        var headers: [String: String] = [:]
+        for field in request.headers {
+            let name = field.name.canonicalName
+            guard !Caller.hiddenHeaders.contains(name) else { continue }
+            headers[name] = headers[name].map { $0 + ", " + field.value } ?? field.value
+        }
+        let ip = MatchPipeline.clientIP(peer: context.peerAddress, forwardedFor: headers["x-forwarded-for"],
+                                        trusted: policy?.config.pipeline?.trustedProxies ?? [])
+        return Caller(identity: context.identity, clientIP: ip, headers: headers, endpoint: endpoint.path)
+    }
+
+    func caller(_ context: GatewayRequestContext) -> Caller {
+        context.caller ?? Caller(identity: context.identity, clientIP: context.peerAddress, headers: [:], endpoint: endpoint.path)
+    }
+
+    /// What policy says about a routed request: nil to go ahead (with the decision's obligations
+    /// in the returned scope), or the answer that replaces it.
+    func authorize(_ route: Route, message: JSONRPCMessage, scope: Scope) async -> (Scope, JSONRPCMessage?) {
+        guard let policy, policy.engine != nil, let method = message.method, Self.listKeys[method] == nil else { return (scope, nil) }
+        let server: Int?
+        let routed: JSONRPCMessage
+        switch route {
+        case .server(let index, let m): (server, routed) = (index, m)
+        case .broadcast: (server, routed) = (nil, message)
+        case .answer, .fanOutList: return (scope, nil)
+        }
+        let serverName = server.map { servers[$0].config.name }
+        let name = ["tools/call", "prompts/get"].contains(method) ? routed.params?["name"]?.stringValue : nil
+        let uri = method.hasPrefix("resources/") ? routed.params?["uri"]?.stringValue : nil
+        var tool: JSONValue?
+        if method == "tools/call", let server, let name, let serverName {
+            tool = policy.tool(server: serverName, name: name)
+            if tool == nil {
+                await loadToolDefinitions(server: server, scope: scope)
+                tool = policy.tool(server: serverName, name: name)
+            }
+        }
+        let decision = policy.decide(caller: scope.caller, message: routed, server: serverName, name: name, uri: uri, tool: tool,
+                                     protocolVersion: scope.clientVersion.rawValue, session: scope.session != nil)
+        guard decision.allow else { return (scope, denial(message, decision: decision)) }
+        var scope = scope
+        scope.redaction = decision.redact
+        scope.responseHeaders = decision.responseHeaders
+        return (scope, nil)
+    }
+
+    /// A denied `tools/call` (or `prompts/get`) answers like an unknown one when
+    /// `deniedTools: hide`, so a caller cannot tell a forbidden tool from a missing one.
+    func denial(_ message: JSONRPCMessage, decision: PolicyDecision) -> JSONRPCMessage {
+        let method = message.method ?? ""
+        let exposed = message.params?["name"]?.stringValue ?? ""
+        if !decision.failed, policy?.config.deniedTools == .hide {
+            if method == "tools/call" { return .error(id: message.id, code: JSONRPCErrorCode.invalidParams, message: "Unknown tool: \(exposed)") }
+            if method == "prompts/get" { return .error(id: message.id, code: JSONRPCErrorCode.invalidParams, message: "Unknown prompt: \(exposed)") }
+        }
+        var data = JSONObject()
+        data["gatehouse"] = ["reason": .string(decision.failed ? "policy_error" : "policy_denied")]
+        let text = decision.failed
+            ? "Forbidden: the request could not be authorized (the gateway's policy failed; the operator has the details)"
+            : "Forbidden: \(decision.message ?? "the gateway's policy does not allow \(method)\(exposed.isEmpty ? "" : " '\(exposed)'")")"
+        return .error(id: message.id, code: JSONRPCErrorCode.policyDenied, message: text, data: .object(data))
+    }
+
+    /// The final answer of a request as the client gets it: names and URIs mapped, list items the
+    /// caller may not use removed, and the decision's redactions applied.
+    func finish(_ response: JSONRPCMessage, request: JSONRPCMessage, server index: Int, scope: Scope) -> JSONRPCMessage {
+        var mapped = mapResponse(response, server: index)
+        guard let policy, mapped.kind == .response, let result = mapped.result else { return mapped }
+        let method = request.method ?? ""
+        let serverName = servers[index].config.name
+        if let spec = GatewayPolicy.listItems[method], policy.engine != nil, let items = result[spec.key]?.arrayValue, var object = result.objectValue {
+            let started = ContinuousClock.now
+            let (kept, hidden) = policy.filterItems(items, listMethod: method, server: serverName, caller: scope.caller,
+                                                    protocolVersion: scope.clientVersion.rawValue, session: scope.session != nil)
+            policy.recordList(caller: scope.caller, message: request, servers: [serverName], hidden: hidden, started: started)
+            object[spec.key] = .array(kept)
+            mapped.object["result"] = .object(object)
+            return mapped
+        }
+        if !scope.redaction.isEmpty {
+            var count = 0
+            let redactor = Redactor(detectors: scope.redaction.detectors, fields: scope.redaction.fields)
+            mapped.object["result"] = redactor.redactResult(result, count: &count)
+            if count > 0 { logger.info("redacted an answer", metadata: ["method": "\(method)", "server": "\(serverName)", "redactions": "\(count)"]) }
+        }
+        return mapped
+    }
+
+    /// Lists one server's tools (all pages, bounded) so a call's decision can see the tool's
+    /// definition and annotations.
+    func loadToolDefinitions(server index: Int, scope: Scope) async {
+        var cursor: String?
+        for _ in 0..<20 {
+            let pages = await fetchPages(method: "tools/list", positions: [(index, cursor)], scope: scope)
+            guard let result = pages.first?.result else { return }
+            policy?.remember(tools: result["tools"]?.arrayValue ?? [], server: servers[index].config.name)
+            cursor = result["nextCursor"]?.stringValue
+            if cursor?.isEmpty ?? true { return }
+        }
+    }
+
+    /// Adds the decision's response headers (`X-...` only).
+    static func withHeaders(_ response: Response, _ headers: [(String, String)]) -> Response {
+        guard !headers.isEmpty else { return response }
+        var response = response
+        for (name, value) in headers {
+            if let field = HTTPField.Name(name) { response.headers[field] = value }
+        }
+        return response
+    }
+}

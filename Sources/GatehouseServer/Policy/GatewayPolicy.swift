@@ -1,0 +1,165 @@
+import Foundation
+import GatehouseAuth
+import GatehouseConfig
+import GatehousePolicy
+import Logging
+import MCPWire
+import Synchronization
+
+/// Policy for the data plane: the match pipeline per HTTP request, the Rego decision per MCP
+/// request, list filtering, redaction obligations and the decision log. Fails closed.
+final class GatewayPolicy: Sendable {
+    let config: PolicyConfig
+    let engine: PolicyEngine?
+    let pipeline: MatchPipeline?
+    let audit: AuditLog
+    let servers: [String: ServerConfig]
+    let logger: Logger
+    /// List-item decisions: "may this caller use this tool?", per policy version and caller,
+    /// reused for `itemTTL` so lists are not re-decided item by item on every request.
+    let itemDecisions = Mutex<[String: (allow: Bool, at: Date)]>([:])
+    static let itemTTL: TimeInterval = 10
+    /// Tool definitions seen in lists, per server: what `input.tool` shows for a call.
+    let tools = Mutex<[String: [String: JSONValue]]>([:])
+
+    init(config: PolicyConfig, servers: [ServerConfig], logger: Logger) throws {
+        self.config = config
+        self.engine = config.regoPaths.isEmpty ? nil : try PolicyEngine(config: config, logger: logger)
+        self.pipeline = config.pipeline.map(MatchPipeline.init)
+        self.audit = AuditLog(config: config.audit, logger: logger)
+        self.servers = Dictionary(servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        self.logger = logger
+    }
+
+    // MARK: Phase 1: the pipeline, once per HTTP request
+
+    func checkPipeline(_ caller: Caller) -> Bool {
+        guard let pipeline else { return true }
+        let started = ContinuousClock.now
+        let (allow, verdicts, _) = pipeline.decide(caller)
+        let reasons = verdicts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + ["expression: \(pipeline.config.expressionText)"]
+        audit.record(.init(endpoint: caller.endpoint, identity: caller.summary, method: "http", clientIP: caller.clientIP,
+                           decision: allow ? "allow" : "deny", reasons: reasons, stage: "pipeline", policyVersion: nil,
+                           evaluationMicros: Self.micros(since: started)))
+        return allow
+    }
+
+    // MARK: Phase 2: Rego, per MCP request
+
+    /// The input document (docs/policy.md "Input").
+    func input(caller: Caller, method: String, phase: String, server: String?, name: String?, uri: String?, arguments: JSONValue?,
+               tool: JSONValue?, protocolVersion: String, session: Bool) -> Value
+    {
+        let identity = caller.identity
+        var request: [Value: Value] = [
+            .string("method"): .string(method), .string("phase"): .string(phase), .string("protocol_version"): .string(protocolVersion),
+            .string("session"): .bool(session),
+        ]
+        if let server { request[.string("server")] = .string(server) }
+        if let name { request[.string("name")] = .string(name) }
+        if method == "tools/call", let name { request[.string("tool")] = .string(name) }
+        if method == "prompts/get", let name { request[.string("prompt")] = .string(name) }
+        if let uri { request[.string("resource")] = .string(uri) }
+        request[.string("arguments")] = arguments.map(Value.init(json:)) ?? .object([:])
+        var serverValue: Value = .null
+        if let server, let config = servers[server] {
+            serverValue = Value.record([("name", .string(server)), ("labels", Value.strings(config.labels)), ("annotations", Value.strings(config.annotations))])
+        }
+        let now = Date()
+        let analysis: JSONValue = (pipeline?.analyze(caller)
+            ?? MatchPipeline.Analysis(clientIP: caller.clientIP.flatMap(CIDR.parseAddress), clientIPText: caller.clientIP, userAgent: caller.headers["user-agent"])).json
+        let identityValue = Value.record([
+            ("kind", .string(identity.kind.rawValue)), ("subject", .string(identity.subject)),
+            ("issuer", identity.issuer.map(Value.string) ?? .null), ("client_id", identity.clientID.map(Value.string) ?? .null),
+            ("scopes", .array(identity.scopes.map(Value.string))), ("groups", .array(identity.groups.map(Value.string))),
+            ("roles", .array(identity.roles.map(Value.string))), ("claims", Value(json: .object(identity.claims))),
+            ("source", .string(identity.source.rawValue)),
+        ])
+        let context = Value.record([
+            ("client_ip", caller.clientIP.map(Value.string) ?? .null), ("headers", Value.strings(caller.headers)), ("endpoint", .string(caller.endpoint)),
+            ("time", .string(ISO8601DateFormatter.withFractions.string(from: now))), ("time_ns", .int(Int(now.timeIntervalSince1970 * 1e9))),
+        ])
+        return Value.record([
+            ("identity", identityValue), ("request", .object(request)), ("server", serverValue),
+            ("tool", tool.map(Value.init(json:)) ?? .null), ("context", context), ("analysis", Value(json: analysis)),
+        ])
+    }
+
+    /// Decides one request that reaches a server (or is answered by the endpoint).
+    func decide(caller: Caller, message: JSONRPCMessage, server: String?, name: String?, uri: String?, tool: JSONValue?,
+                protocolVersion: String, session: Bool) -> PolicyDecision
+    {
+        guard let engine else { return PolicyDecision(allow: true) }
+        let started = ContinuousClock.now
+        let method = message.method ?? ""
+        let arguments = message.params?["arguments"]
+        let (decision, version) = engine.decide(input(caller: caller, method: method, phase: "call", server: server, name: name, uri: uri,
+                                                      arguments: arguments, tool: tool, protocolVersion: protocolVersion, session: session))
+        audit.record(.init(endpoint: caller.endpoint, identity: caller.summary, method: method, server: server, target: name ?? uri,
+                           requestID: message.id, arguments: arguments, clientIP: caller.clientIP, decision: decision.allow ? "allow" : "deny",
+                           reasons: decision.reasons, stage: "request", policyVersion: version, evaluationMicros: Self.micros(since: started)))
+        return decision
+    }
+
+    static let listItems: [String: (call: String, key: String, field: String)] = [
+        "tools/list": ("tools/call", "tools", "name"), "prompts/list": ("prompts/get", "prompts", "name"),
+        "resources/list": ("resources/read", "resources", "uri"), "resources/templates/list": ("resources/read", "resourceTemplates", "uriTemplate"),
+    ]
+
+    /// Keeps the list items the caller may use (as if calling each without arguments).
+    func filterItems(_ items: [JSONValue], listMethod: String, server: String, caller: Caller, protocolVersion: String, session: Bool) -> (kept: [JSONValue], hidden: Int) {
+        guard let engine, let spec = Self.listItems[listMethod] else { return (items, 0) }
+        if listMethod == "tools/list" { remember(tools: items, server: server) }
+        let version = engine.version
+        let identityKey = "\(version)|\(caller.identity.channelKey)|\(caller.identity.scopes.joined(separator: " "))|\(server)|\(spec.call)|"
+        let now = Date()
+        var kept: [JSONValue] = []
+        var hidden = 0
+        for item in items {
+            guard let name = item[spec.field]?.stringValue else { continue }
+            let key = identityKey + name
+            let cached = itemDecisions.withLock { cache -> Bool? in
+                guard let entry = cache[key], now.timeIntervalSince(entry.at) < Self.itemTTL else { return nil }
+                return entry.allow
+            }
+            let allow: Bool
+            if let cached {
+                allow = cached
+            } else {
+                let isURI = spec.field != "name"
+                let (decision, _) = engine.decide(input(caller: caller, method: spec.call, phase: "list", server: server, name: isURI ? nil : name,
+                                                        uri: isURI ? name : nil, arguments: nil, tool: listMethod == "tools/list" ? item : nil,
+                                                        protocolVersion: protocolVersion, session: session))
+                allow = decision.allow
+                itemDecisions.withLock { cache in
+                    if cache.count > 100_000 { cache.removeAll(keepingCapacity: true) }
+                    cache[key] = (allow, now)
+                }
+            }
+            if allow { kept.append(item) } else { hidden += 1 }
+        }
+        return (kept, hidden)
+    }
+
+    func recordList(caller: Caller, message: JSONRPCMessage, servers: [String], hidden: Int, started: ContinuousClock.Instant) {
+        guard engine != nil else { return }
+        audit.record(.init(endpoint: caller.endpoint, identity: caller.summary, method: message.method ?? "", server: servers.count == 1 ? servers[0] : nil,
+                           requestID: message.id, clientIP: caller.clientIP, decision: "filter", reasons: hidden > 0 ? ["items the caller may not use are hidden"] : [],
+                           stage: "list", policyVersion: engine?.version, evaluationMicros: Self.micros(since: started), hidden: hidden))
+    }
+
+    // MARK: Tool definitions
+
+    func remember(tools items: [JSONValue], server: String) {
+        var definitions: [String: JSONValue] = [:]
+        for item in items { if let name = item["name"]?.stringValue { definitions[name] = item } }
+        tools.withLock { known in known[server, default: [:]].merge(definitions) { _, new in new } }
+    }
+
+    func tool(server: String, name: String) -> JSONValue? { tools.withLock { $0[server]?[name] } }
+
+    static func micros(since start: ContinuousClock.Instant) -> Int {
+        let elapsed = ContinuousClock.now - start
+        return Int(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
+    }
+}
