@@ -19,7 +19,7 @@ struct Redactor: Sendable {
 
     static let email = try! NSRegularExpression(pattern: #"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"#)
     static let card = try! NSRegularExpression(pattern: #"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])"#)
-    static let phone = try! NSRegularExpression(pattern: #"(?<![\w+])\+?[0-9][0-9 ().-]{7,18}[0-9](?![0-9])"#)
+    static let phone = try! NSRegularExpression(pattern: #"(?<![\w+(])(?:\+|\()?[0-9][0-9 ().-]{7,18}[0-9](?![0-9])"#)
     static let nationalIDs = [
         try! NSRegularExpression(pattern: #"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#),
         try! NSRegularExpression(pattern: #"\b[A-CEGHJ-PR-TW-Z]{2}[0-9]{6}[A-D]\b"#),
@@ -46,7 +46,7 @@ struct Redactor: Sendable {
             // dates, timestamps and ids are left alone).
             count += Self.replace(Self.phone, in: &result, with: "[REDACTED:phone]") { match in
                 (10...15).contains(match.count(where: \.isNumber))
-                    && (match.hasPrefix("+") || match.count(where: { " ().-".contains($0) }) >= 2)
+                    && (match.hasPrefix("+") || match.hasPrefix("(") || match.count(where: { " ().-".contains($0) }) >= 2)
             }
         }
         return (result, count)
