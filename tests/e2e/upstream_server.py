@@ -12,7 +12,9 @@ It mirrors gatehouse-demo-server so the same end-to-end tests run against both:
   templates  demo://items/{id} -> "item {id}"
   prompts    greet {name} -> user message "Say hello to {name}."
 
-Usage: python upstream_server.py [--host 127.0.0.1] [--port 0] [--path /mcp]
+Usage: python upstream_server.py [--host 127.0.0.1] [--port 0] [--path /mcp] [--record-headers FILE]
+--record-headers appends one JSON line per HTTP request ({"method", "path", "headers": [[name, value], ...]})
+to FILE, so a test can check what the gateway sent upstream (e.g. that a client's token never arrives).
 Prints "listening on http://HOST:PORT/PATH" to stderr once the socket is bound,
 like the demo server, so a test fixture can wait for that line.
 """
@@ -20,8 +22,10 @@ like the demo server, so a test fixture can wait for that line.
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
+from typing import Any
 
 import anyio
 import uvicorn
@@ -74,13 +78,29 @@ def greet(name: str) -> str:
     return f"Say hello to {name}."
 
 
-async def serve(host: str, port: int, path: str) -> None:
+def recording(app: Any, record_path: str) -> Any:
+    """ASGI middleware: log each HTTP request's method, path and headers, then pass it on."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+            line = json.dumps({"method": scope["method"], "path": scope["path"], "headers": headers})
+            with open(record_path, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+async def serve(host: str, port: int, path: str, record_path: str | None = None) -> None:
     # Bind the socket ourselves so port 0 works and the printed port is the real one.
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
     app = server.streamable_http_app(streamable_http_path=path, host=host)
+    if record_path:
+        app = recording(app, record_path)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     http = uvicorn.Server(config)
 
@@ -101,8 +121,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--path", default="/mcp")
+    parser.add_argument("--record-headers", default=None, metavar="FILE")
     args = parser.parse_args()
-    anyio.run(serve, args.host, args.port, args.path)
+    anyio.run(serve, args.host, args.port, args.path, args.record_headers)
 
 
 if __name__ == "__main__":
