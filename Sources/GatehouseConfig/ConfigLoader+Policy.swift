@@ -17,8 +17,10 @@ extension DocumentReader {
                     policy.regoPaths.append(resolved)
                 }
                 if paths.isEmpty { report(regoNode, "spec.policy.rego.paths is empty", hint: "list .rego files or directories") }
-            } else {
-                report(regoNode, "missing required key 'paths' in spec.policy.rego", hint: "list .rego files or directories (with .json/.yaml data)")
+            }
+            if let inline = rego.string("inline", reader: &self) { policy.inlineModule = inline.value }
+            if policy.regoPaths.isEmpty, policy.inlineModule == nil {
+                report(regoNode, "spec.policy.rego needs paths or inline", hint: "list .rego files or directories (with .json/.yaml data), or write the module under inline: |")
             }
             if let query = rego.string("query", reader: &self) {
                 if query.value.hasPrefix("data.") { policy.query = query.value } else {
@@ -53,7 +55,7 @@ extension DocumentReader {
         }
         if let pipelineNode = fields.take("pipeline") { policy.pipeline = readPipeline(pipelineNode) }
         fields.finish(reader: &self)
-        if policy.regoPaths.isEmpty, policy.pipeline == nil {
+        if policy.regoPaths.isEmpty, policy.inlineModule == nil, policy.pipeline == nil {
             report(node, "spec.policy has neither rego nor pipeline", hint: "add rego: {paths: [...]} or pipeline: {matchers, expression}")
         }
         return policy

@@ -5,6 +5,8 @@ import Foundation
 public struct PolicyConfig: Sendable, Equatable {
     /// `.rego` files and directories (with `.json`/`.yaml` data), absolute paths.
     public var regoPaths: [String] = []
+    /// A Rego module written in the config itself (`rego.inline`).
+    public var inlineModule: String?
     /// The rule whose value is the decision: a boolean, or an object with `allow`, `reasons`,
     /// `message`, `redact` and `headers`.
     public var query: String = "data.gatehouse.decision"

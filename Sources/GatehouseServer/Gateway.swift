@@ -212,7 +212,7 @@ struct PolicyReloader: Service {
 extension Gateway {
     /// Compiles the config's policy (for `gatehouse validate`): nil when it compiles, else every error.
     public static func policyProblems(_ config: GatewayConfig) -> String? {
-        guard let policy = config.policy, !policy.regoPaths.isEmpty else { return nil }
+        guard let policy = config.policy, !policy.regoPaths.isEmpty || policy.inlineModule != nil else { return nil }
         do {
             _ = try PolicyEngine.compile(policy)
             return nil

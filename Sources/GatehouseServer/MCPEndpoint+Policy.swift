@@ -10,6 +10,8 @@ import MCPWire
 /// caller may use; answers are redacted as the decision asks.
 extension MCPEndpoint {
     func makeCaller(_ request: Request, context: GatewayRequestContext) -> Caller {
+        // Without policy nothing reads the request facts: keep the hot path free of them.
+        guard policy != nil else { return Caller(identity: context.identity, clientIP: nil, headers: [:], endpoint: endpoint.path) }
         var headers: [String: String] = [:]
         for field in request.headers {
             let name = field.name.canonicalName
@@ -45,6 +47,11 @@ extension MCPEndpoint {
             if tool == nil {
                 await loadToolDefinitions(server: server, scope: scope)
                 tool = policy.tool(server: serverName, name: name)
+            }
+            // A tool the server does not list gets the same answer as a hidden one, so a
+            // caller cannot tell "forbidden" from "missing" by comparing the two.
+            if tool == nil, policy.config.deniedTools == .hide, policy.knowsTools(of: serverName) {
+                return (scope, .error(id: message.id, code: JSONRPCErrorCode.invalidParams, message: "Unknown tool: \(message.params?["name"]?.stringValue ?? name)"))
             }
         }
         let decision = policy.decide(caller: scope.caller, message: routed, server: serverName, name: name, uri: uri, tool: tool,

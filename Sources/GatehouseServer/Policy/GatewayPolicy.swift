@@ -17,14 +17,21 @@ final class GatewayPolicy: Sendable {
     let logger: Logger
     /// List-item decisions: "may this caller use this tool?", per policy version and caller,
     /// reused for `itemTTL` so lists are not re-decided item by item on every request.
-    let itemDecisions = Mutex<[String: (allow: Bool, at: Date)]>([:])
+    let itemDecisions = Mutex<[ItemKey: (allow: Bool, at: Date)]>([:])
+
+    /// The whole input document but its clock: any fact a policy may read (caller, IP, headers,
+    /// protocol era, tool definition) gives its own entry.
+    struct ItemKey: Hashable, Sendable {
+        var version: String
+        var input: Value
+    }
     static let itemTTL: TimeInterval = 10
     /// Tool definitions seen in lists, per server: what `input.tool` shows for a call.
     let tools = Mutex<[String: [String: JSONValue]]>([:])
 
     init(config: PolicyConfig, servers: [ServerConfig], logger: Logger) throws {
         self.config = config
-        self.engine = config.regoPaths.isEmpty ? nil : try PolicyEngine(config: config, logger: logger)
+        self.engine = config.regoPaths.isEmpty && config.inlineModule == nil ? nil : try PolicyEngine(config: config, logger: logger)
         self.pipeline = config.pipeline.map(MatchPipeline.init)
         self.audit = AuditLog(config: config.audit, logger: logger)
         self.servers = Dictionary(servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -111,13 +118,16 @@ final class GatewayPolicy: Sendable {
         guard let engine, let spec = Self.listItems[listMethod] else { return (items, 0) }
         if listMethod == "tools/list" { remember(tools: items, server: server) }
         let version = engine.version
-        let identityKey = "\(version)|\(caller.identity.channelKey)|\(caller.identity.scopes.joined(separator: " "))|\(server)|\(spec.call)|"
         let now = Date()
         var kept: [JSONValue] = []
         var hidden = 0
         for item in items {
             guard let name = item[spec.field]?.stringValue else { continue }
-            let key = identityKey + name
+            let isURI = spec.field != "name"
+            let itemInput = input(caller: caller, method: spec.call, phase: "list", server: server, name: isURI ? nil : name,
+                                  uri: isURI ? name : nil, arguments: nil, tool: listMethod == "tools/list" ? item : nil,
+                                  protocolVersion: protocolVersion, session: session)
+            let key = ItemKey(version: version, input: Self.withoutClock(itemInput))
             let cached = itemDecisions.withLock { cache -> Bool? in
                 guard let entry = cache[key], now.timeIntervalSince(entry.at) < Self.itemTTL else { return nil }
                 return entry.allow
@@ -126,10 +136,7 @@ final class GatewayPolicy: Sendable {
             if let cached {
                 allow = cached
             } else {
-                let isURI = spec.field != "name"
-                let (decision, _) = engine.decide(input(caller: caller, method: spec.call, phase: "list", server: server, name: isURI ? nil : name,
-                                                        uri: isURI ? name : nil, arguments: nil, tool: listMethod == "tools/list" ? item : nil,
-                                                        protocolVersion: protocolVersion, session: session))
+                let (decision, _) = engine.decide(itemInput)
                 allow = decision.allow
                 itemDecisions.withLock { cache in
                     if cache.count > 100_000 { cache.removeAll(keepingCapacity: true) }
@@ -139,6 +146,14 @@ final class GatewayPolicy: Sendable {
             if allow { kept.append(item) } else { hidden += 1 }
         }
         return (kept, hidden)
+    }
+
+    static func withoutClock(_ input: Value) -> Value {
+        guard case .object(var object) = input, case .object(var context)? = object[.string("context")] else { return input }
+        context[.string("time")] = nil
+        context[.string("time_ns")] = nil
+        object[.string("context")] = .object(context)
+        return .object(object)
     }
 
     func recordList(caller: Caller, message: JSONRPCMessage, servers: [String], hidden: Int, started: ContinuousClock.Instant) {
@@ -153,10 +168,13 @@ final class GatewayPolicy: Sendable {
     func remember(tools items: [JSONValue], server: String) {
         var definitions: [String: JSONValue] = [:]
         for item in items { if let name = item["name"]?.stringValue { definitions[name] = item } }
-        tools.withLock { known in known[server, default: [:]].merge(definitions) { _, new in new } }
+        tools.withLock { known in known[server, default: [:]].merge(definitions) { _, new in new } }  // an empty list still marks the server as known
     }
 
     func tool(server: String, name: String) -> JSONValue? { tools.withLock { $0[server]?[name] } }
+
+    /// Whether the server's tool list has been seen (so a name missing from it is really missing).
+    func knowsTools(of server: String) -> Bool { tools.withLock { $0[server] != nil } }
 
     static func micros(since start: ContinuousClock.Instant) -> Int {
         let elapsed = ContinuousClock.now - start

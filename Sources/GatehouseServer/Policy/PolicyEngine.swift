@@ -55,12 +55,13 @@ final class PolicyEngine: Sendable {
 
     /// Loads and compiles the policy files: every error, with file:line:column.
     static func compile(_ config: PolicyConfig) throws -> Snapshot {
-        let bundle: PolicyBundle
+        var bundle: PolicyBundle
         do {
             bundle = try PolicyLoader.load(paths: config.regoPaths)
         } catch {
             throw CompileError(description: "cannot load the policy: \(error)")
         }
+        if let inline = config.inlineModule { bundle.modules.append(PolicyModule(name: "spec.policy.rego.inline", source: inline)) }
         guard !bundle.modules.isEmpty else { throw CompileError(description: "no .rego files in \(config.regoPaths.joined(separator: ", "))") }
         let policy: CompiledPolicy
         do {
