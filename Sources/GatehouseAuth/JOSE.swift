@@ -181,8 +181,19 @@ public enum AuthCrypto {
 
     /// Hex SHA-256: how tokens, codes, keys and secrets are stored and cached.
     public static func hash(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        // On the hot path of every authenticated request (the validated-token cache key):
+        // hex by table, not String(format:) per byte.
+        let digest = SHA256.hash(data: Data(text.utf8))
+        var out = [UInt8]()
+        out.reserveCapacity(64)
+        for byte in digest {
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Constant-time comparison of two strings.
     public static func equal(_ a: String, _ b: String) -> Bool {

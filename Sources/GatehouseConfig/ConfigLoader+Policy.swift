@@ -140,3 +140,39 @@ extension DocumentReader {
         return PolicyConfig.Matcher(name: name.value, kind: kinds[0])
     }
 }
+
+/// `spec.rateLimits`.
+extension DocumentReader {
+    mutating func readRateLimits(_ node: Node) -> [GatewayConfig.RateLimit] {
+        guard case .sequence(let items) = node else {
+            report(node, "spec.rateLimits must be a list of {name, key, requestsPerSecond, burst}")
+            return []
+        }
+        var result: [GatewayConfig.RateLimit] = []
+        for item in items {
+            guard var fields = Fields(item, path: "spec.rateLimits[]", reader: &self) else { continue }
+            defer { fields.finish(reader: &self) }
+            let name = fields.string("name", required: true, reader: &self)
+            let rate = fields.double("requestsPerSecond", range: 0.000001...1_000_000, reader: &self)
+            let burst = fields.int("burst", range: 1...1_000_000, reader: &self)
+            if rate == nil { report(item, "missing required key 'requestsPerSecond' in spec.rateLimits[]", hint: "e.g. requestsPerSecond: 5 (0.5 is one every two seconds)") }
+            guard let name, let rate else { continue }
+            if result.contains(where: { $0.name == name.value }) { report(name.node, "rate limit '\(name.value)' is defined twice") }
+            var limit = GatewayConfig.RateLimit(name: name.value, requestsPerSecond: rate, burst: burst ?? max(1, Int(rate.rounded(.up))))
+            if let key = fields.stringList("key", reader: &self) {
+                var dimensions: [GatewayConfig.RateLimit.Dimension] = []
+                for part in key {
+                    if let d = GatewayConfig.RateLimit.Dimension(rawValue: part) { dimensions.append(d) } else {
+                        report(item, "unknown rate limit key '\(part)'", hint: "use any of: identity, client, server, tool")
+                    }
+                }
+                limit.key = dimensions
+            }
+            if let methods = fields.stringList("methods", reader: &self) { limit.methods = methods }
+            if let servers = fields.stringList("servers", reader: &self) { limit.servers = servers }
+            if let tools = fields.stringList("tools", reader: &self) { limit.tools = tools }
+            result.append(limit)
+        }
+        return result
+    }
+}

@@ -218,6 +218,8 @@ struct DocumentReader {
         var auth: Auth?
         var storage: Storage?
         var policy: PolicyConfig?
+        var rateLimits: [GatewayConfig.RateLimit] = []
+        var admin: GatewayConfig.Listen?
 
         func with(name: String) -> GatewaySpec {
             var copy = self
@@ -234,6 +236,8 @@ struct DocumentReader {
             config.shutdown = shutdown
             config.auth = auth
             config.policy = policy
+            config.rateLimits = rateLimits
+            config.admin = admin
             if let storage { config.storage = storage }
             return config
         }
@@ -289,6 +293,18 @@ struct DocumentReader {
         if let node = fields.take("auth") { spec.auth = readAuth(node) }
         if let node = fields.take("storage") { spec.storage = readStorage(node) }
         if let node = fields.take("policy") { spec.policy = readPolicy(node) }
+        if let node = fields.take("rateLimits") { spec.rateLimits = readRateLimits(node) }
+        if let node = fields.take("admin"), var admin = Fields(node, path: "spec.admin", reader: &self) {
+            var listen = GatewayConfig.Listen()
+            listen.port = 9091
+            if let listenNode = admin.take("listen"), var fields = Fields(listenNode, path: "spec.admin.listen", reader: &self) {
+                if let bind = fields.string("bind", reader: &self) { listen.bind = bind.value }
+                if let port = fields.int("port", range: 0...65535, reader: &self) { listen.port = port }
+                fields.finish(reader: &self)
+            }
+            admin.finish(reader: &self)
+            spec.admin = listen
+        }
         if let node = fields.take("shutdown"), var shutdown = Fields(node, path: "spec.shutdown", reader: &self) {
             if let v = shutdown.int("gracePeriodSeconds", range: 0...3600, reader: &self) { spec.shutdown.gracePeriodSeconds = v }
             shutdown.finish(reader: &self)

@@ -20,6 +20,34 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Policy: Rego decisions, the match pipeline, the decision log. Nil: every authenticated
     /// request is allowed.
     public var policy: PolicyConfig?
+    /// Token buckets on MCP requests, keyed by identity, client, server and tool.
+    public var rateLimits: [RateLimit] = []
+    /// The admin listener (metrics, status, policy reload). Nil: none.
+    public var admin: Listen?
+
+    /// One token bucket family: `requestsPerSecond` refill, `burst` capacity, one bucket per
+    /// distinct value of `key` (e.g. per identity and tool).
+    public struct RateLimit: Sendable, Equatable {
+        public enum Dimension: String, Sendable, Equatable, CaseIterable {
+            case identity, client, server, tool
+        }
+
+        public var name: String
+        public var key: [Dimension] = [.identity]
+        public var requestsPerSecond: Double
+        public var burst: Int
+        /// Methods it applies to (default tools/call).
+        public var methods: [String] = ["tools/call"]
+        /// Only these servers / tools (empty: all).
+        public var servers: [String] = []
+        public var tools: [String] = []
+
+        public init(name: String, requestsPerSecond: Double, burst: Int) {
+            self.name = name
+            self.requestsPerSecond = requestsPerSecond
+            self.burst = burst
+        }
+    }
 
     public func server(named name: String) -> ServerConfig? { servers.first { $0.name == name } }
 

@@ -18,6 +18,10 @@ struct AuthGate: Sendable {
     let metadataURL: String
     let authenticator: Authenticator?
     let logger: Logger
+    let metrics: Metrics
+    let endpointPath: String
+
+    func failed(_ reason: String) { metrics.increment("gatehouse_auth_failures_total", [endpointPath, reason]) }
 
     enum Outcome {
         case allowed(Identity)
@@ -28,19 +32,23 @@ struct AuthGate: Sendable {
         guard mode == .required else { return .allowed(.anonymous) }
         // Tokens in URLs end up in logs and histories: refused whatever else the request holds.
         if let query = request.uri.query, AuthHTTPRequest.parseForm(query).contains(where: { $0.0 == "access_token" }) {
+            failed("token_in_query")
             return .refused(refusal(status: .badRequest, error: "invalid_request",
                                     description: "access tokens are not accepted in the query string; send them in the Authorization header"))
         }
         let headers = request.headers[values: .authorization]
         guard let header = headers.first else {
+            failed("missing")
             return .refused(challenge(status: .unauthorized, error: nil, description: nil,
                                       message: "Unauthorized: this endpoint needs an access token; discover how to get one at \(metadataURL)"))
         }
         guard headers.count == 1 else {
+            failed("malformed")
             return .refused(refusal(status: .badRequest, error: "invalid_request", description: "send exactly one Authorization header"))
         }
         guard header.count > 7, header.prefix(7).lowercased() == "bearer " else {
             // No Bearer credentials at all (another scheme): answered like a missing token (RFC 6750 §3.1).
+            failed("missing")
             return .refused(challenge(status: .unauthorized, error: nil, description: nil,
                                       message: "Unauthorized: send Authorization: Bearer <token>; discover how to get one at \(metadataURL)"))
         }
@@ -52,11 +60,13 @@ struct AuthGate: Sendable {
         switch await authenticator.authenticate(token, resource: resource) {
         case .failure(let error):
             logger.notice("authentication failed", metadata: ["reason": "\(error.reason)", "endpoint": "\(resource)"])
+            failed(error.reason)
             return .refused(challenge(status: .unauthorized, error: "invalid_token", description: error.description,
                                       message: "Unauthorized: \(error.description)"))
         case .success(let identity):
             let missing = scopes.filter { !identity.scopes.contains($0) }
             guard missing.isEmpty else {
+                failed("insufficient_scope")
                 logger.notice("insufficient scope", metadata: ["subject": "\(identity.subject)", "missing": "\(missing.joined(separator: " "))"])
                 return .refused(challenge(status: .forbidden, error: "insufficient_scope",
                                           description: "the token lacks the scope \(missing.joined(separator: " "))",

@@ -88,7 +88,9 @@ public struct Gateway: Sendable {
             }
         }
         let auth = try await GatewayAuth.make(config: config, store: store, httpClient: httpClient, fetcher: fetcher, logger: logger)
-        let policy = try config.policy.map { try GatewayPolicy(config: $0, servers: config.servers, logger: logger) }
+        let metrics = Metrics()
+        let policy = try config.policy.map { try GatewayPolicy(config: $0, servers: config.servers, logger: logger, metrics: metrics) }
+        let rateLimiter = RateLimiter(limits: config.rateLimits)
         if let version = policy?.engine?.version { logger.info("policy loaded", metadata: ["version": "\(version)"]) }
         let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, streamClient: streamClient, logger: logger) }
         let byName = Dictionary(uniqueKeysWithValues: upstreams.map { ($0.config.name, $0) })
@@ -96,7 +98,7 @@ public struct Gateway: Sendable {
         let sealer = SessionSealer(secret: config.sessions.key?.value)
         let endpoints = config.endpoints.map { endpoint in
             MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, sealer: sealer, logger: logger,
-                        authenticator: auth.authenticator, policy: policy)
+                        authenticator: auth.authenticator, policy: policy, metrics: metrics, rateLimiter: rateLimiter)
         }
         let router = Router(context: GatewayRequestContext.self)
         for endpoint in endpoints {
@@ -130,15 +132,24 @@ public struct Gateway: Sendable {
             logger: logger)
 
         let upstreamService = UpstreamService(upstreams: upstreams, endpoints: endpoints)
+        metrics.addCollector {
+            endpoints.map { (name: "gatehouse_sessions_active", labels: [$0.endpoint.path], value: Double($0.sessions.count)) }
+                + upstreams.map { (name: "gatehouse_upstream_ready", labels: [$0.config.name], value: $0.isReady ? 1 : 0) }
+        }
         let streamCloser = StreamCloser(endpoints: endpoints)
-        let reloader = PolicyReloader(policy: policy, logger: logger)
+        let reloader = PolicyReloader(policy: policy, metrics: metrics, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: upstreamService),
+            .init(service: app),
+            .init(service: streamCloser, successTerminationBehavior: .ignore),
+            .init(service: reloader, successTerminationBehavior: .ignore),
+        ]
+        if let admin = config.admin {
+            services.append(.init(service: AdminListener.application(config: config, listen: admin, metrics: metrics, policy: policy,
+                                                                     upstreams: upstreams, reloader: reloader, logger: logger)))
+        }
         var groupConfig = ServiceGroupConfiguration(
-            services: [
-                .init(service: upstreamService),
-                .init(service: app),
-                .init(service: streamCloser, successTerminationBehavior: .ignore),
-                .init(service: reloader, successTerminationBehavior: .ignore),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
             logger: logger)
@@ -188,10 +199,22 @@ struct StreamCloser: Service {
 /// errors) and the running one keeps deciding.
 struct PolicyReloader: Service {
     let policy: GatewayPolicy?
+    let metrics: Metrics
     let logger: Logger
 
+    /// Reloads now (SIGHUP or the admin API): the new version, or why it was refused.
+    @discardableResult
+    func reload() -> Result<String, any Error> {
+        guard let engine = policy?.engine else { return .failure(PolicyEngine.CompileError(description: "no Rego policy is configured")) }
+        let result = engine.reload()
+        if case .success = result { metrics.increment("gatehouse_policy_reloads_total", ["success"]) } else {
+            metrics.increment("gatehouse_policy_reloads_total", ["refused"])
+        }
+        return result
+    }
+
     func run() async throws {
-        guard let engine = policy?.engine else {
+        guard policy?.engine != nil else {
             try? await gracefulShutdown()
             return
         }
@@ -200,7 +223,7 @@ struct PolicyReloader: Service {
             group.addTask {
                 for await _ in signals {
                     logger.info("SIGHUP: reloading the policy")
-                    engine.reload()
+                    reload()
                 }
             }
             try? await gracefulShutdown()

@@ -83,6 +83,7 @@ extension MCPEndpoint {
     /// The final answer of a request as the client gets it: names and URIs mapped, list items the
     /// caller may not use removed, and the decision's redactions applied.
     func finish(_ response: JSONRPCMessage, request: JSONRPCMessage, server index: Int, scope: Scope) -> JSONRPCMessage {
+        recordAnswer(response, request: request, server: index, scope: scope)
         var mapped = mapResponse(response, server: index)
         guard let policy, mapped.kind == .response, let result = mapped.result else { return mapped }
         let method = request.method ?? ""

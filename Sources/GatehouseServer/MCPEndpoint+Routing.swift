@@ -24,6 +24,9 @@ extension MCPEndpoint {
         /// What the request's policy decision asks to redact from the answer.
         var redaction = PolicyDecision.Redaction()
         var responseHeaders: [(String, String)] = []
+        /// When the request arrived and when it went upstream (for the duration metrics).
+        var started = ContinuousClock.now
+        var upstreamStarted: ContinuousClock.Instant?
     }
 
     static let listKeys: [String: String] = [
@@ -109,7 +112,14 @@ extension MCPEndpoint {
         let route = await route(message, scope: scope)
         let (scope, denied) = await authorize(route, message: message, scope: scope)
         if let denied {
+            recordRequest(message, server: nil, outcome: denied.error?["code"]?.intValue == JSONRPCErrorCode.invalidParams ? "error" : "denied", scope: scope)
             return finalJSON(denied, clientVersion: scope.clientVersion, method: message.method)
+        }
+        if case .answer(let answer) = route {
+            recordRequest(message, server: nil, outcome: answer.kind == .errorResponse ? "error" : "ok", scope: scope)
+        }
+        if let refusal = rateLimit(route, message: message, scope: scope) {
+            return HTTPResponses.json(refusal.answer, status: .tooManyRequests, headers: refusal.headers)
         }
         return Self.withHeaders(await relay(message, route: route, scope: scope), scope.responseHeaders)
     }
@@ -224,6 +234,7 @@ extension MCPEndpoint {
             }
         }
         policy?.recordList(caller: scope.caller, message: message, servers: serverNames, hidden: hiddenItems, started: started)
+        recordRequest(message, server: "*", outcome: "ok", scope: scope)
         var result: JSONObject = [key: .array(items)]
         if !next.isEmpty { result["nextCursor"] = .string(FederatedCursor(positions: next).encoded) }
         if !missing.isEmpty { result["_meta"] = ["gatehouse/unavailableServers": .array(missing)] }

@@ -35,16 +35,21 @@ final class MCPEndpoint: Sendable {
     let keepAlive: Duration
     let authGate: AuthGate
     let policy: GatewayPolicy?
+    let metrics: Metrics
+    let rateLimiter: RateLimiter?
 
     init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], sealer: SessionSealer, logger: Logger,
-         authenticator: Authenticator? = nil, policy: GatewayPolicy? = nil, keepAlive: Duration = .seconds(15))
+         authenticator: Authenticator? = nil, policy: GatewayPolicy? = nil, metrics: Metrics = Metrics(), rateLimiter: RateLimiter? = nil,
+         keepAlive: Duration = .seconds(15))
     {
         self.config = config
         self.policy = policy
+        self.metrics = metrics
+        self.rateLimiter = rateLimiter.flatMap { $0.isEmpty ? nil : $0 }
         let resource = config.resourceURL(for: endpoint)
         self.authGate = AuthGate(mode: endpoint.auth.mode, scopes: endpoint.auth.scopes, resource: resource,
                                  metadataURL: config.publicBaseURL + "/.well-known/oauth-protected-resource" + endpoint.path,
-                                 authenticator: authenticator, logger: logger)
+                                 authenticator: authenticator, logger: logger, metrics: metrics, endpointPath: endpoint.path)
         self.sealer = sealer
         self.endpoint = endpoint
         self.servers = servers
@@ -113,6 +118,12 @@ final class MCPEndpoint: Sendable {
     static let serverInfo: JSONObject = ["name": "gatehouse", "version": .string(GatehouseVersion.current)]
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
+        let response = await handleRequest(request, context: context)
+        metrics.increment("gatehouse_http_requests_total", [endpoint.path, request.method.rawValue, String(response.status.code)])
+        return response
+    }
+
+    private func handleRequest(_ request: Request, context: GatewayRequestContext) async -> Response {
         if let refusal = guards.check(host: request.head.authority, origin: request.headers[.origin]) {
             logger.notice("refused request", metadata: ["reason": "\(refusal.message)"])
             return HTTPResponses.error(status: .forbidden, id: nil, code: JSONRPCErrorCode.invalidRequest, message: refusal.message)
@@ -525,6 +536,8 @@ final class MCPEndpoint: Sendable {
             session?.endRequest()
         }
         var channel = channel
+        var scope = scope
+        scope.upstreamStarted = .now
         var events = EventIterator(channel.send(request: message))
         var first: UpstreamEvent?
         do {
@@ -562,6 +575,7 @@ final class MCPEndpoint: Sendable {
         }
         let logger = self.logger
         let finalChannel = channel
+        let finalScope = scope
         if !accepts.sse {
             // The client takes JSON only: drop what comes before the answer.
             var pending: UpstreamEvent? = first
@@ -595,7 +609,7 @@ final class MCPEndpoint: Sendable {
                             try await writer.writeSSE(mapFromServer(m, server: index, session: session))
                         }
                     case .response(let response):
-                        try await writer.writeSSE(VersionBridge.prepareResponse(finish(response, request: message, server: index, scope: scope), client: clientVersion,
+                        try await writer.writeSSE(VersionBridge.prepareResponse(finish(response, request: message, server: index, scope: finalScope), client: clientVersion,
                                                                                 method: message.method, upstreamName: upstreamName))
                         try await writer.finish(nil)
                         return
@@ -620,6 +634,7 @@ final class MCPEndpoint: Sendable {
         let route = await route(message, scope: scope)
         let (scope, denied) = await authorize(route, message: message, scope: scope)
         if let denied { return denied }
+        if let refusal = rateLimit(route, message: message, scope: scope) { return refusal.answer }
         switch route {
         case .answer(let answer): return answer
         case .fanOutList, .broadcast:

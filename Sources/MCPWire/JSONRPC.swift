@@ -9,6 +9,8 @@ public enum JSONRPCErrorCode {
     public static let internalError = -32603
     /// Gatehouse: the request was refused by policy (an implementation-defined server error).
     public static let policyDenied = -32001
+    /// Gatehouse: a rate limit refused the request; `data.gatehouse.retryAfterSeconds` says when to retry.
+    public static let rateLimited = -32029
     /// 2026-07-28: HTTP headers do not match the body, or required headers are missing.
     public static let headerMismatch = -32020
     /// 2026-07-28: the request needs a client capability the client did not declare.

@@ -15,6 +15,7 @@ final class GatewayPolicy: Sendable {
     let audit: AuditLog
     let servers: [String: ServerConfig]
     let logger: Logger
+    let metrics: Metrics
     /// List-item decisions: "may this caller use this tool?", per policy version and caller,
     /// reused for `itemTTL` so lists are not re-decided item by item on every request.
     let itemDecisions = Mutex<[ItemKey: (allow: Bool, at: Date)]>([:])
@@ -29,8 +30,9 @@ final class GatewayPolicy: Sendable {
     /// Tool definitions seen in lists, per server: what `input.tool` shows for a call.
     let tools = Mutex<[String: [String: JSONValue]]>([:])
 
-    init(config: PolicyConfig, servers: [ServerConfig], logger: Logger) throws {
+    init(config: PolicyConfig, servers: [ServerConfig], logger: Logger, metrics: Metrics = Metrics()) throws {
         self.config = config
+        self.metrics = metrics
         self.engine = config.regoPaths.isEmpty && config.inlineModule == nil ? nil : try PolicyEngine(config: config, logger: logger)
         self.pipeline = config.pipeline.map(MatchPipeline.init)
         self.audit = AuditLog(config: config.audit, logger: logger)
@@ -44,6 +46,7 @@ final class GatewayPolicy: Sendable {
         guard let pipeline else { return true }
         let started = ContinuousClock.now
         let (allow, verdicts, _) = pipeline.decide(caller)
+        metrics.increment("gatehouse_policy_decisions_total", ["pipeline", allow ? "allow" : "deny"])
         let reasons = verdicts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + ["expression: \(pipeline.config.expressionText)"]
         audit.record(.init(endpoint: caller.endpoint, identity: caller.summary, method: "http", clientIP: caller.clientIP,
                            decision: allow ? "allow" : "deny", reasons: reasons, stage: "pipeline", policyVersion: nil,
@@ -102,6 +105,8 @@ final class GatewayPolicy: Sendable {
         let arguments = message.params?["arguments"]
         let (decision, version) = engine.decide(input(caller: caller, method: method, phase: "call", server: server, name: name, uri: uri,
                                                       arguments: arguments, tool: tool, protocolVersion: protocolVersion, session: session))
+        metrics.increment("gatehouse_policy_decisions_total", ["request", decision.failed ? "error" : decision.allow ? "allow" : "deny"])
+        metrics.observe("gatehouse_policy_evaluation_seconds", ["request"], Metrics.seconds(since: started))
         audit.record(.init(endpoint: caller.endpoint, identity: caller.summary, method: method, server: server, target: name ?? uri,
                            requestID: message.id, arguments: arguments, clientIP: caller.clientIP, decision: decision.allow ? "allow" : "deny",
                            reasons: decision.reasons, stage: "request", policyVersion: version, evaluationMicros: Self.micros(since: started)))
@@ -136,7 +141,10 @@ final class GatewayPolicy: Sendable {
             if let cached {
                 allow = cached
             } else {
+                let evaluation = ContinuousClock.now
                 let (decision, _) = engine.decide(itemInput)
+                metrics.increment("gatehouse_policy_decisions_total", ["list", decision.failed ? "error" : decision.allow ? "allow" : "deny"])
+                metrics.observe("gatehouse_policy_evaluation_seconds", ["list"], Metrics.seconds(since: evaluation))
                 allow = decision.allow
                 itemDecisions.withLock { cache in
                     if cache.count > 100_000 { cache.removeAll(keepingCapacity: true) }

@@ -1,0 +1,117 @@
+import Foundation
+import Synchronization
+
+/// Prometheus metrics, kept in-process and rendered in the text exposition format (0.0.4) on
+/// the admin listener. Counters and histograms are keyed by their label values; label sets are
+/// bounded by configuration (endpoints, servers, tools, methods), never by request content.
+///
+/// Names follow the OpenTelemetry semantic conventions for MCP where they exist
+/// (`mcp.server.operation.duration` → `mcp_server_operation_duration_seconds`, attributes
+/// `mcp.method.name`, `gen_ai.tool.name`, `error.type`); the rest are `gatehouse_*`.
+final class Metrics: Sendable {
+    struct Family: Sendable {
+        enum Kind: String, Sendable { case counter, gauge, histogram }
+        var name: String
+        var help: String
+        var kind: Kind
+        var labels: [String]
+        var buckets: [Double] = []
+    }
+
+    struct Series: Sendable {
+        var value: Double = 0
+        var bucketCounts: [UInt64] = []
+        var sum: Double = 0
+        var count: UInt64 = 0
+    }
+
+    static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+    static let evaluationBuckets: [Double] = [0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01]
+
+    private let families: [String: Family]
+    private let order: [String]
+    private let series = Mutex<[String: [[String]: Series]]>([:])
+    /// Gauges computed at scrape time (sessions, upstream health).
+    private let collectors = Mutex<[@Sendable () -> [(name: String, labels: [String], value: Double)]]>([])
+
+    init() {
+        let all: [Family] = [
+            Family(name: "gatehouse_requests_total", help: "MCP requests by endpoint, method, server, tool and outcome.", kind: .counter,
+                   labels: ["endpoint", "mcp_method_name", "server", "gen_ai_tool_name", "outcome"]),
+            Family(name: "mcp_server_operation_duration_seconds", help: "Time from request to final answer at the gateway (OpenTelemetry mcp.server.operation.duration).",
+                   kind: .histogram, labels: ["endpoint", "mcp_method_name", "gen_ai_tool_name", "error_type"], buckets: Self.latencyBuckets),
+            Family(name: "gatehouse_upstream_duration_seconds", help: "Time the upstream took to answer (the rest of the operation is the gateway's overhead).",
+                   kind: .histogram, labels: ["server", "mcp_method_name"], buckets: Self.latencyBuckets),
+            Family(name: "gatehouse_http_requests_total", help: "HTTP requests at the MCP endpoints by status.", kind: .counter, labels: ["endpoint", "method", "status"]),
+            Family(name: "gatehouse_auth_failures_total", help: "Refused credentials by reason.", kind: .counter, labels: ["endpoint", "reason"]),
+            Family(name: "gatehouse_policy_decisions_total", help: "Policy decisions by stage and result.", kind: .counter, labels: ["stage", "decision"]),
+            Family(name: "gatehouse_policy_evaluation_seconds", help: "Rego evaluation time per decision.", kind: .histogram, labels: ["stage"], buckets: Self.evaluationBuckets),
+            Family(name: "gatehouse_policy_reloads_total", help: "Policy reloads by result.", kind: .counter, labels: ["result"]),
+            Family(name: "gatehouse_rate_limited_total", help: "Requests refused by a rate limit.", kind: .counter, labels: ["limit"]),
+            Family(name: "gatehouse_sessions_active", help: "Open session-era sessions.", kind: .gauge, labels: ["endpoint"]),
+            Family(name: "gatehouse_upstream_ready", help: "1 when the upstream server completed its handshake.", kind: .gauge, labels: ["server"]),
+        ]
+        self.families = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+        self.order = all.map(\.name)
+    }
+
+    func increment(_ name: String, _ labels: [String], by amount: Double = 1) {
+        series.withLock { all in all[name, default: [:]][labels, default: Series()].value += amount }
+    }
+
+    func observe(_ name: String, _ labels: [String], _ value: Double) {
+        guard let family = families[name] else { return }
+        series.withLock { all in
+            var s = all[name, default: [:]][labels] ?? Series(bucketCounts: Array(repeating: 0, count: family.buckets.count))
+            for (i, bound) in family.buckets.enumerated() where value <= bound { s.bucketCounts[i] += 1 }
+            s.sum += value
+            s.count += 1
+            all[name, default: [:]][labels] = s
+        }
+    }
+
+    func addCollector(_ collector: @escaping @Sendable () -> [(name: String, labels: [String], value: Double)]) {
+        collectors.withLock { $0.append(collector) }
+    }
+
+    /// The text exposition format.
+    func render() -> String {
+        var snapshot = series.withLock { $0 }
+        for collector in collectors.withLock({ $0 }) {
+            for sample in collector() { snapshot[sample.name, default: [:]][sample.labels] = Series(value: sample.value) }
+        }
+        var out = ""
+        for name in order {
+            guard let family = families[name] else { continue }
+            out += "# HELP \(name) \(family.help)\n# TYPE \(name) \(family.kind.rawValue)\n"
+            for (labels, s) in (snapshot[name] ?? [:]).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                let base = zip(family.labels, labels).map { "\($0)=\"\(Self.escape($1))\"" }
+                switch family.kind {
+                case .counter, .gauge:
+                    out += "\(name){\(base.joined(separator: ","))} \(Self.number(s.value))\n"
+                case .histogram:
+                    for (i, bound) in family.buckets.enumerated() {
+                        out += "\(name)_bucket{\((base + ["le=\"\(Self.number(bound))\""]).joined(separator: ","))} \(s.bucketCounts[i])\n"
+                    }
+                    out += "\(name)_bucket{\((base + ["le=\"+Inf\""]).joined(separator: ","))} \(s.count)\n"
+                    out += "\(name)_sum{\(base.joined(separator: ","))} \(Self.number(s.sum))\n"
+                    out += "\(name)_count{\(base.joined(separator: ","))} \(s.count)\n"
+                }
+            }
+        }
+        return out
+    }
+
+    static func escape(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
