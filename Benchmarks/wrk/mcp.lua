@@ -41,6 +41,9 @@ function init(args)
     ["Content-Type"] = "application/json",
     ["Accept"] = "application/json, text/event-stream",
   }
+  -- BENCH_AUTHORIZATION (e.g. "Bearer ghk_...") is sent on every request when set.
+  local authorization = os.getenv("BENCH_AUTHORIZATION")
+  if authorization ~= nil and authorization ~= "" then headers["Authorization"] = authorization end
   if mode == "stateless" then
     headers["MCP-Protocol-Version"] = "2026-07-28"
     headers["Mcp-Method"] = method
