@@ -69,3 +69,10 @@ import Testing
         #expect(text.contains(#"gatehouse_upstream_ready{server="demo"} 1"#))
     }
 }
+
+@Suite struct TimestampTests {
+    @Test func rfc3339WithMilliseconds() {
+        #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: 1_795_323_793.303)) == "2026-11-22T05:03:13.303Z")
+        #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+    }
+}

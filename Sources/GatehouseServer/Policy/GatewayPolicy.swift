@@ -87,7 +87,7 @@ final class GatewayPolicy: Sendable {
         ])
         let context = Value.record([
             ("client_ip", caller.clientIP.map(Value.string) ?? .null), ("headers", Value.strings(caller.headers)), ("endpoint", .string(caller.endpoint)),
-            ("time", .string(ISO8601DateFormatter.withFractions.string(from: now))), ("time_ns", .int(Int(now.timeIntervalSince1970 * 1e9))),
+            ("time", .string(Timestamp.rfc3339(now))), ("time_ns", .int(Int(now.timeIntervalSince1970 * 1e9))),
         ])
         return Value.record([
             ("identity", identityValue), ("request", .object(request)), ("server", serverValue),
