@@ -29,14 +29,20 @@ extension MCPEndpoint {
 
     /// What policy says about a routed request: nil to go ahead (with the decision's obligations
     /// in the returned scope), or the answer that replaces it.
+    /// `missing` marks an answer for a tool the server does not list (not a policy denial).
     func authorize(_ route: Route, message: JSONRPCMessage, scope: Scope) async -> (Scope, JSONRPCMessage?) {
-        guard let policy, policy.engine != nil, let method = message.method, Self.listKeys[method] == nil else { return (scope, nil) }
+        let (scope, answer, _) = await authorizeDetailed(route, message: message, scope: scope)
+        return (scope, answer)
+    }
+
+    func authorizeDetailed(_ route: Route, message: JSONRPCMessage, scope: Scope) async -> (Scope, JSONRPCMessage?, missing: Bool) {
+        guard let policy, policy.engine != nil, let method = message.method, Self.listKeys[method] == nil else { return (scope, nil, false) }
         let server: Int?
         let routed: JSONRPCMessage
         switch route {
         case .server(let index, let m): (server, routed) = (index, m)
         case .broadcast: (server, routed) = (nil, message)
-        case .answer, .fanOutList: return (scope, nil)
+        case .answer, .fanOutList: return (scope, nil, false)
         }
         let serverName = server.map { servers[$0].config.name }
         let name = ["tools/call", "prompts/get"].contains(method) ? routed.params?["name"]?.stringValue : nil
@@ -51,16 +57,17 @@ extension MCPEndpoint {
             // A tool the server does not list gets the same answer as a hidden one, so a
             // caller cannot tell "forbidden" from "missing" by comparing the two.
             if tool == nil, policy.config.deniedTools == .hide, policy.knowsTools(of: serverName) {
-                return (scope, .error(id: message.id, code: JSONRPCErrorCode.invalidParams, message: "Unknown tool: \(message.params?["name"]?.stringValue ?? name)"))
+                return (scope, .error(id: message.id, code: JSONRPCErrorCode.invalidParams, message: "Unknown tool: \(message.params?["name"]?.stringValue ?? name)"), true)
             }
         }
         let decision = policy.decide(caller: scope.caller, message: routed, server: serverName, name: name, uri: uri, tool: tool,
                                      protocolVersion: scope.clientVersion.rawValue, session: scope.session != nil)
-        guard decision.allow else { return (scope, denial(message, decision: decision)) }
+        guard decision.allow else { return (scope, denial(message, decision: decision), false) }
         var scope = scope
         scope.redaction = decision.redact
         scope.responseHeaders = decision.responseHeaders
-        return (scope, nil)
+        scope.upstreamHeaders = decision.upstreamHeaders
+        return (scope, nil, false)
     }
 
     /// A denied `tools/call` (or `prompts/get`) answers like an unknown one when

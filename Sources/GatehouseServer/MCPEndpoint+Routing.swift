@@ -24,6 +24,7 @@ extension MCPEndpoint {
         /// What the request's policy decision asks to redact from the answer.
         var redaction = PolicyDecision.Redaction()
         var responseHeaders: [(String, String)] = []
+        var upstreamHeaders: [(String, String)] = []
         /// When the request arrived and when it went upstream (for the duration metrics).
         var started = ContinuousClock.now
         var upstreamStarted: ContinuousClock.Instant?
@@ -110,9 +111,11 @@ extension MCPEndpoint {
     /// Routes and relays one request.
     func relay(_ message: JSONRPCMessage, scope: Scope) async -> Response {
         let route = await route(message, scope: scope)
-        let (scope, denied) = await authorize(route, message: message, scope: scope)
+        let (scope, denied, missing) = await authorizeDetailed(route, message: message, scope: scope)
         if let denied {
-            recordRequest(message, server: nil, outcome: denied.error?["code"]?.intValue == JSONRPCErrorCode.invalidParams ? "error" : "denied", scope: scope)
+            var server: String?
+            if case .server(let index, _) = route { server = servers[index].config.name }
+            recordRequest(message, server: server, outcome: missing ? "error" : "denied", scope: scope)
             return finalJSON(denied, clientVersion: scope.clientVersion, method: message.method)
         }
         if case .answer(let answer) = route {

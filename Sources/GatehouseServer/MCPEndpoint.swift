@@ -538,7 +538,7 @@ final class MCPEndpoint: Sendable {
         var channel = channel
         var scope = scope
         scope.upstreamStarted = .now
-        var events = EventIterator(channel.send(request: message))
+        var events = EventIterator(channel.send(request: message, headers: scope.upstreamHeaders))
         var first: UpstreamEvent?
         do {
             first = try await events.next()
@@ -554,7 +554,7 @@ final class MCPEndpoint: Sendable {
             scope.channels.discard(channel, at: index)
             do {
                 channel = try await scope.channels.channel(index)
-                events = EventIterator(channel.send(request: message))
+                events = EventIterator(channel.send(request: message, headers: scope.upstreamHeaders))
                 first = try await events.next()
             } catch {
                 onEnd()

@@ -129,7 +129,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         lock.withLock { unsolicited = handler }
     }
 
-    func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error> {
+    func send(request: JSONRPCMessage, headers: [(String, String)]) -> AsyncThrowingStream<UpstreamEvent, any Error> {
         let (stream, continuation) = AsyncThrowingStream<UpstreamEvent, any Error>.makeStream()
         var message = request
         let originalID = message.id ?? .null
@@ -151,7 +151,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             do {
                 let answered = Box(false)
                 try await withTimeout(self.requestTimeout, upstream: self.transport.serverName) {
-                    try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version) { incoming in
+                    try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version, extraHeaders: headers) { incoming in
                         if incoming.isResponse, incoming.id == .int(upstreamID) {
                             var response = incoming
                             response.id = originalID

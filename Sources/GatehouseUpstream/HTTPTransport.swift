@@ -31,7 +31,7 @@ struct HTTPTransport: Sendable {
     /// JSON-RPC error are delivered as messages; other failures throw `UpstreamError`.
     @discardableResult
     func post(
-        _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion,
+        _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, extraHeaders: [(String, String)] = [],
         onMessage: (JSONRPCMessage) async throws -> Bool
     ) async throws -> Head {
         var request = HTTPClientRequest(url: url)
@@ -45,6 +45,8 @@ struct HTTPTransport: Sendable {
                 request.headers.add(name: MCPHeader.name, value: StatelessRequestRules.encodeHeaderValue(name))
             }
         }
+        // A policy decision's headers: added, never replacing the gateway's own.
+        for (name, value) in extraHeaders where request.headers[name].isEmpty { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: message.bytes))
         let response = try await execute(request)
         // A refused upstream token is fetched anew for the next request.

@@ -345,7 +345,7 @@ final class StdioChannel: UpstreamChannel, @unchecked Sendable {
         self.info = info
     }
 
-    func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error> {
+    func send(request: JSONRPCMessage, headers: [(String, String)]) -> AsyncThrowingStream<UpstreamEvent, any Error> {
         var message = request
         VersionBridge.prepareRequest(&message, upstream: info.version, client: .gateway)
         let key = request.id?.idKey ?? ""

@@ -106,7 +106,8 @@ public protocol UpstreamChannel: AnyObject, Sendable {
     var upstreamSessionID: String? { get }
     /// Forwards a request. The stream yields related messages, then exactly one `.response`,
     /// or throws `UpstreamError`. Cancelling the consumer cancels the upstream request.
-    func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error>
+    /// `headers` (from a policy decision, `X-` names only) go on the HTTP request; stdio has none.
+    func send(request: JSONRPCMessage, headers: [(String, String)]) -> AsyncThrowingStream<UpstreamEvent, any Error>
     /// Forwards a client notification (e.g. cancellation, roots/list_changed).
     func send(notification: JSONRPCMessage) async throws
     /// Answers a server-to-client request the upstream sent earlier.
@@ -116,4 +117,8 @@ public protocol UpstreamChannel: AnyObject, Sendable {
     func setUnsolicitedHandler(_ handler: @escaping @Sendable (JSONRPCMessage) -> Void)
     /// Ends the channel (and its upstream session, if it owns one).
     func close() async
+}
+
+extension UpstreamChannel {
+    public func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error> { send(request: request, headers: []) }
 }

@@ -1077,7 +1077,10 @@ INLINE_MODULE = """package custom.authz
 
 import rego.v1
 
-verdict := {"allow": true, "headers": {"response": {"X-Policy-Version": "7", "Set-Cookie": "evil=1"}}} if {
+verdict := {"allow": true, "headers": {
+	"response": {"X-Policy-Version": "7", "Set-Cookie": "evil=1"},
+	"upstream": {"X-Gatehouse-Caller": input.identity.subject, "Authorization": "Bearer evil"},
+}} if {
 	input.request.tool != "echo"
 }
 """
@@ -1102,6 +1105,14 @@ async def test_custom_query_and_undefined_decision(gateways: Callable[..., Polic
         assert add.headers.get("x-policy-version") == "7", f"the decision's X- header is missing: {add.describe()}"
         assert "evil=1" not in str(add.headers.get_list("set-cookie")), f"a non-X- decision header reached the client: {add.describe()}"
     assert gw.upstream_calls("echo") == [], f"an undefined decision let echo through: {gw.upstream_calls('echo')}"
+    # The decision's X- headers reach the upstream request; others (Authorization) never do.
+    add_requests = [entry for entry in gw.upstream_requests()
+                    if isinstance(entry.get("body"), dict) and entry["body"].get("method") == "tools/call"
+                    and (entry["body"].get("params") or {}).get("name") == "add"]
+    assert add_requests, "the add call did not reach the upstream"
+    headers = {name.lower(): value for name, value in add_requests[-1]["headers"]}
+    assert headers.get("x-gatehouse-caller", "").startswith("apikey:"), f"upstream headers: {headers}"
+    assert headers.get("authorization") != "Bearer evil", f"a policy set the upstream's Authorization: {headers}"
     gw.alive()
 
 

@@ -16,6 +16,8 @@ struct PolicyDecision: Sendable {
     var redact = Redaction()
     /// Headers added to the client's HTTP response.
     var responseHeaders: [(String, String)] = []
+    /// Headers added to the upstream HTTP request (stdio servers have none).
+    var upstreamHeaders: [(String, String)] = []
     /// True when the policy could not be evaluated (the request is denied, fail closed).
     var failed = false
 
@@ -131,6 +133,13 @@ final class PolicyEngine: Sendable {
                 if let name = key.stringValue, let text = v.stringValue, Self.isSafeHeader(name, text) { decision.responseHeaders.append((name, text)) }
             }
         }
+        if let headers = value["headers"]?["upstream"]?.objectValue {
+            for (key, v) in headers {
+                if let name = key.stringValue, let text = v.stringValue, Self.isSafeHeader(name, text) { decision.upstreamHeaders.append((name, text)) }
+            }
+        }
+        decision.responseHeaders.sort { $0.0 < $1.0 }
+        decision.upstreamHeaders.sort { $0.0 < $1.0 }
         return decision
     }
 
