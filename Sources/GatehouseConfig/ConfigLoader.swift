@@ -440,10 +440,23 @@ struct DocumentReader {
             if let v = t.double("requestSeconds", range: 0.01...86400, reader: &self) { timeouts.requestSeconds = v }
             t.finish(reader: &self)
         }
+        var resilience = ServerConfig.Resilience()
+        if let node = fields.take("resilience"), var r = Fields(node, path: "spec.resilience", reader: &self) {
+            if let v = r.int("retries", range: 0...10, reader: &self) { resilience.retries = v }
+            if let v = r.double("retryBackoffSeconds", range: 0...60, reader: &self) { resilience.retryBackoffSeconds = v }
+            if let v = r.bool("retryIdempotentTools", reader: &self) { resilience.retryIdempotentTools = v }
+            if let breakerNode = r.take("circuitBreaker"), var b = Fields(breakerNode, path: "spec.resilience.circuitBreaker", reader: &self) {
+                resilience.breakerFailures = b.int("failures", range: 1...1000, reader: &self) ?? 5
+                if let v = b.double("openSeconds", range: 0.1...3600, reader: &self) { resilience.breakerOpenSeconds = v }
+                b.finish(reader: &self)
+            }
+            r.finish(reader: &self)
+        }
         fields.finish(reader: &self)
         guard let transport else { return nil }
         var server = ServerConfig(name: name, transport: transport)
         server.timeouts = timeouts
+        server.resilience = resilience
         return server
     }
 

@@ -272,6 +272,7 @@ public struct ServerConfig: Sendable, Equatable {
     public var name: String
     public var transport: Transport
     public var timeouts: Timeouts
+    public var resilience = Resilience()
     /// `metadata.labels` / `metadata.annotations`: facts policies can read (team, data class...).
     public var labels: [String: String] = [:]
     public var annotations: [String: String] = [:]
@@ -335,6 +336,20 @@ public struct ServerConfig: Sendable, Equatable {
     public struct Timeouts: Sendable, Equatable {
         public var connectSeconds: Double = 5
         public var requestSeconds: Double = 60
+        public init() {}
+    }
+
+    /// Retries and circuit breaking (`spec.resilience`).
+    public struct Resilience: Sendable, Equatable {
+        /// Extra attempts for requests that are safe to repeat (lists, reads, prompts/get) when
+        /// the upstream could not be reached; `tools/call` only with `retryIdempotentTools` and
+        /// a tool annotated `idempotentHint: true`.
+        public var retries: Int = 0
+        public var retryBackoffSeconds: Double = 0.1
+        public var retryIdempotentTools = false
+        /// Consecutive failures that open the breaker (nil: no breaker).
+        public var breakerFailures: Int?
+        public var breakerOpenSeconds: Double = 30
         public init() {}
     }
 

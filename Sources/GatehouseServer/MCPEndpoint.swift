@@ -537,14 +537,39 @@ final class MCPEndpoint: Sendable {
         }
         var channel = channel
         var scope = scope
+        let upstream = servers[index]
+        if let breaker = upstream.breaker, !breaker.allow() {
+            onEnd()
+            recordRequest(message, server: upstream.config.name, outcome: "error", scope: scope, errorType: "circuit_open")
+            return HTTPResponses.json(failure(UpstreamError(upstream: upstream.config.name, kind: .unavailable,
+                                                            detail: "its circuit breaker is open after repeated failures; try again in a few seconds"), id: message.id))
+        }
         scope.upstreamStarted = .now
         var events = EventIterator(channel.send(request: message, headers: scope.upstreamHeaders))
         var first: UpstreamEvent?
+        var attempt = 0
         do {
-            first = try await events.next()
+            while true {
+                do {
+                    first = try await events.next()
+                    upstream.breaker?.record(success: true)
+                    break
+                } catch let error as UpstreamError where error.kind == .unavailable && attempt < upstream.config.resilience.retries
+                    && isSafeToRepeat(message, server: upstream.config)
+                {
+                    // Safe to repeat and it never reached the server's logic: back off and retry.
+                    upstream.breaker?.record(success: false)
+                    attempt += 1
+                    logger.notice("retrying an upstream request", metadata: ["upstream": "\(upstream.config.name)", "attempt": "\(attempt)", "error": "\(error.detail)"])
+                    try? await Task.sleep(for: .milliseconds(Int64(upstream.config.resilience.retryBackoffSeconds * 1000 * Double(1 << (attempt - 1)))))
+                    if let breaker = upstream.breaker, !breaker.allow() { throw error }
+                    events = EventIterator(channel.send(request: message, headers: scope.upstreamHeaders))
+                }
+            }
         } catch let error as UpstreamError where error.kind == .sessionExpired && session != nil {
             // The upstream ended this client's session (restart, expiry, or the client ended
             // it through another replica): end the client's session too, so it re-initializes.
+            upstream.breaker?.record(success: true)  // it answered
             onEnd()
             if let session, sessions.remove(session.id) != nil { await end(session) }
             logger.notice("session ended because its upstream session ended", metadata: ["upstream": "\(error.upstream)"])
@@ -556,11 +581,15 @@ final class MCPEndpoint: Sendable {
                 channel = try await scope.channels.channel(index)
                 events = EventIterator(channel.send(request: message, headers: scope.upstreamHeaders))
                 first = try await events.next()
+                upstream.breaker?.record(success: true)
             } catch {
+                upstream.breaker?.record(success: false)
                 onEnd()
                 return HTTPResponses.json(failure(error, id: message.id))
             }
         } catch {
+            // Every way out records an outcome, so a half-open breaker's probe always settles.
+            upstream.breaker?.record(success: false)
             onEnd()
             return HTTPResponses.json(failure(error, id: message.id))
         }
@@ -626,6 +655,19 @@ final class MCPEndpoint: Sendable {
             }
             try await writer.finish(nil)
         }
+    }
+
+    /// Requests a retry cannot harm: lists and reads, and calls to tools annotated idempotent
+    /// when the server's config allows retrying them.
+    func isSafeToRepeat(_ message: JSONRPCMessage, server: ServerConfig) -> Bool {
+        let method = message.method ?? ""
+        if ["tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "prompts/get", "completion/complete", "ping"]
+            .contains(method)
+        {
+            return true
+        }
+        guard method == "tools/call", server.resilience.retryIdempotentTools, let name = message.params?["name"]?.stringValue else { return false }
+        return policy?.tool(server: server.name, name: name)?["annotations"]?["idempotentHint"]?.boolValue == true
     }
 
     /// Routes a request and waits for its answer only (batches).

@@ -15,6 +15,8 @@ import MCPWire
 public final class UpstreamServer: @unchecked Sendable {
     public let config: ServerConfig
     let logger: Logger
+    /// Fails requests fast while the upstream keeps failing (`spec.resilience.circuitBreaker`).
+    public let breaker: CircuitBreaker?
     private let backend: Backend
     private let lock = NSLock()
     private var probed: UpstreamInfo?
@@ -30,6 +32,9 @@ public final class UpstreamServer: @unchecked Sendable {
     public init(config: ServerConfig, httpClient: HTTPClient, streamClient: HTTPClient? = nil, logger: Logger) {
         self.config = config
         self.logger = logger
+        self.breaker = config.resilience.breakerFailures.map {
+            CircuitBreaker(failureThreshold: $0, openDuration: .milliseconds(Int64(config.resilience.breakerOpenSeconds * 1000)))
+        }
         switch config.transport {
         case .http(let http):
             backend = .http(HTTPTransport(

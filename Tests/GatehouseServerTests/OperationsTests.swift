@@ -3,6 +3,7 @@ import GatehouseConfig
 import Testing
 
 @testable import GatehouseServer
+import GatehouseUpstream
 
 @Suite struct RateLimiterTests {
     func limiter(_ limits: [GatewayConfig.RateLimit]) -> RateLimiter { RateLimiter(limits: limits) }
@@ -74,5 +75,32 @@ import Testing
     @Test func rfc3339WithMilliseconds() {
         #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: 1_795_323_793.303)) == "2026-11-22T05:03:13.303Z")
         #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+    }
+}
+
+@Suite struct CircuitBreakerTests {
+    @Test func opensAfterConsecutiveFailuresThenProbes() {
+        var breaker = CircuitBreakerState(failureThreshold: 3, openDuration: .seconds(10))
+        let t0 = ContinuousClock.now
+        breaker.record(success: false, now: t0)
+        breaker.record(success: true, now: t0)  // a success resets the count
+        for _ in 0..<2 { breaker.record(success: false, now: t0) }
+        var allowed = breaker.allow(now: t0)
+        #expect(allowed && !breaker.isOpen)
+        breaker.record(success: false, now: t0)
+        allowed = breaker.allow(now: t0 + .seconds(9))
+        #expect(breaker.isOpen && !allowed, "open: fail fast")
+        allowed = breaker.allow(now: t0 + .seconds(10))
+        #expect(allowed, "after the open time one probe goes through")
+        allowed = breaker.allow(now: t0 + .seconds(10))
+        #expect(!allowed, "only one probe at a time")
+        breaker.record(success: false, now: t0 + .seconds(11))
+        allowed = breaker.allow(now: t0 + .seconds(12))
+        #expect(breaker.isOpen && !allowed, "a failed probe opens it again")
+        allowed = breaker.allow(now: t0 + .seconds(21))
+        #expect(allowed)
+        breaker.record(success: true, now: t0 + .seconds(21))
+        allowed = breaker.allow(now: t0 + .seconds(21))
+        #expect(breaker.phase == .closed(failures: 0) && allowed)
     }
 }
