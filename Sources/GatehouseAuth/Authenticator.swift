@@ -223,9 +223,5 @@ public final class Authenticator: Sendable {
         return .success(CacheEntry(identity: identity, audiences: endpointAudiences, expiresAt: bound))
     }
 
-    static func formEncode(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
+    static func formEncode(_ text: String) -> String { FormURLEncoding.encode(text) }
 }

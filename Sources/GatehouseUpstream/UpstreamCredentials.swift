@@ -85,9 +85,5 @@ public final class ClientCredentialsToken: Sendable {
         return token
     }
 
-    static func encode(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
+    static func encode(_ text: String) -> String { FormURLEncoding.encode(text) }
 }
