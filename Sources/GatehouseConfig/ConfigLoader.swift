@@ -452,11 +452,13 @@ struct DocumentReader {
             }
             r.finish(reader: &self)
         }
+        let maxConcurrent = fields.int("maxConcurrentRequests", range: 1...100_000, reader: &self)
         fields.finish(reader: &self)
         guard let transport else { return nil }
         var server = ServerConfig(name: name, transport: transport)
         server.timeouts = timeouts
         server.resilience = resilience
+        server.maxConcurrentRequests = maxConcurrent
         return server
     }
 

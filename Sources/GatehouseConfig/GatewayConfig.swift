@@ -273,6 +273,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var transport: Transport
     public var timeouts: Timeouts
     public var resilience = Resilience()
+    /// Requests in flight to this server at most (nil: no limit); more are refused at once
+    /// with 429 / -32029 rather than queued.
+    public var maxConcurrentRequests: Int?
     /// `metadata.labels` / `metadata.annotations`: facts policies can read (team, data class...).
     public var labels: [String: String] = [:]
     public var annotations: [String: String] = [:]

@@ -28,6 +28,8 @@ extension MCPEndpoint {
         /// When the request arrived and when it went upstream (for the duration metrics).
         var started = ContinuousClock.now
         var upstreamStarted: ContinuousClock.Instant?
+        /// Runs once when the request's answer is complete (JSON sent or stream ended).
+        var onFinish: (@Sendable () -> Void)?
     }
 
     static let listKeys: [String: String] = [
@@ -150,6 +152,22 @@ extension MCPEndpoint {
             } catch {
                 return HTTPResponses.json(failure(error, id: message.id))
             }
+            // The upstream's concurrency limit: refused at once, never queued behind slow calls.
+            guard servers[index].acquireSlot() else {
+                let name = servers[index].config.name
+                metrics.increment("gatehouse_rate_limited_total", ["concurrency:\(name)"])
+                recordRequest(message, server: name, outcome: "rate_limited", scope: scope)
+                var data = JSONObject()
+                data["gatehouse"] = ["reason": "upstream_busy", "upstream": .string(name), "retryAfterSeconds": 1]
+                var headers = HTTPFields()
+                headers[.retryAfter] = "1"
+                return HTTPResponses.json(.error(id: message.id, code: JSONRPCErrorCode.rateLimited,
+                                                 message: "Too many requests: upstream '\(name)' is at its limit of \(servers[index].config.maxConcurrentRequests ?? 0) concurrent requests; retry shortly",
+                                                 data: .object(data)), status: .tooManyRequests, headers: headers)
+            }
+            var scope = scope
+            let slot = UpstreamSlot(servers[index])
+            scope.onFinish = { slot.release() }
             scope.session?.track(message, server: index)
             return await forward(routed, server: index, channel: channel, scope: scope)
         }

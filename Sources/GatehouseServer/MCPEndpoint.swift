@@ -531,9 +531,11 @@ final class MCPEndpoint: Sendable {
         let clientVersion = scope.clientVersion
         let accepts = scope.accepts
         let session = scope.session
+        let onFinish = scope.onFinish
         let onEnd: @Sendable () -> Void = {
             session?.untrack(message)
             session?.endRequest()
+            onFinish?()
         }
         var channel = channel
         var scope = scope

@@ -17,6 +17,25 @@ public final class UpstreamServer: @unchecked Sendable {
     let logger: Logger
     /// Fails requests fast while the upstream keeps failing (`spec.resilience.circuitBreaker`).
     public let breaker: CircuitBreaker?
+    private var inFlight = 0
+
+    /// Takes a slot of `spec.maxConcurrentRequests`; false when the upstream is at its limit.
+    /// Every successful acquire must be followed by one `releaseSlot()`.
+    public func acquireSlot() -> Bool {
+        guard let limit = config.maxConcurrentRequests else { return true }
+        return lock.withLock {
+            guard inFlight < limit else { return false }
+            inFlight += 1
+            return true
+        }
+    }
+
+    public func releaseSlot() {
+        guard config.maxConcurrentRequests != nil else { return }
+        lock.withLock { inFlight = max(0, inFlight - 1) }
+    }
+
+    public var slotsInUse: Int { lock.withLock { inFlight } }
     private let backend: Backend
     private let lock = NSLock()
     private var probed: UpstreamInfo?
@@ -137,4 +156,26 @@ public final class UpstreamServer: @unchecked Sendable {
         lock.withLock { stopped = true }
         if case .stdio(let stdio) = backend { await stdio.stop() }
     }
+}
+
+/// One acquired concurrency slot: released once, explicitly when the answer is complete, or at
+/// the latest when the request's last reference goes away (a client that vanished before its
+/// stream was written must not leak the slot).
+public final class UpstreamSlot: Sendable {
+    let upstream: UpstreamServer
+    let released = NSLock()
+    nonisolated(unsafe) var done = false
+
+    public init(_ upstream: UpstreamServer) { self.upstream = upstream }
+
+    public func release() {
+        let first = released.withLock { () -> Bool in
+            if done { return false }
+            done = true
+            return true
+        }
+        if first { upstream.releaseSlot() }
+    }
+
+    deinit { release() }
 }

@@ -81,3 +81,51 @@ async def test_breaker_opens_fails_fast_and_closes_after_recovery(setup: tuple[s
             assert "tools" in again.get("result", {}), again
         finally:
             demo.stop()
+
+
+async def test_concurrency_limit_refuses_at_once_and_frees_the_slot(scratch_dir: Path) -> None:
+    """`maxConcurrentRequests: 1`: while a slow call runs, another call is refused at once with
+    429 and -32029 naming the upstream; after the slow call the slot is free again."""
+    import anyio
+
+    require_binary(GATEHOUSE_BIN, "gatehouse")
+    port = free_port()
+    gateway = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Gateway", "metadata": {"name": "concurrency"},
+               "spec": {"listen": {"bind": "127.0.0.1", "port": port}, "upstream": "demo"}}
+    server = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "demo"},
+              "spec": {"stdio": {"command": str(DEMO_BIN), "args": ["--stdio"], "env": {}, "workingDirectory": str(scratch_dir)},
+                       "maxConcurrentRequests": 1}}
+    config = scratch_dir / "concurrency.yaml"
+    config.write_text(_yaml(gateway) + "\n---\n" + _yaml(server) + "\n")
+    proc = Proc("gateway-concurrency", [str(GATEHOUSE_BIN), "serve", "--config", str(config), "--port", str(port)], scratch_dir)
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    async def call(http: httpx2.AsyncClient, name: str, arguments: dict) -> httpx2.Response:
+        return await http.post(url, headers={"Accept": "application/json", "MCP-Protocol-Version": "2026-07-28",
+                                             "Mcp-Method": "tools/call", "Mcp-Name": name},
+                               json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                     "params": {"name": name, "arguments": arguments, "_meta": META}})
+
+    try:
+        wait_http_200(proc, f"http://127.0.0.1:{port}/readyz")
+        async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+            results: dict[str, httpx2.Response] = {}
+
+            async def slow() -> None:
+                results["slow"] = await call(http, "slow", {"steps": 3, "intervalMs": 500})
+
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(slow)
+                    await anyio.sleep(0.5)
+                    started = time.monotonic()
+                    busy = await call(http, "echo", {"message": "while busy"})
+                    assert time.monotonic() - started < 0.5, "refused at once, not queued"
+                assert busy.status_code == 429 and busy.headers.get("retry-after") == "1", busy.text
+                error = busy.json()["error"]
+                assert error["code"] == -32029 and "upstream 'demo' is at its limit of 1" in error["message"], error
+                assert results["slow"].status_code == 200 and "result" in results["slow"].json(), results["slow"].text
+                after = await call(http, "echo", {"message": "free again"})
+                assert after.status_code == 200 and after.json()["result"]["content"][0]["text"] == "free again", after.text
+    finally:
+        proc.stop()
