@@ -185,11 +185,11 @@ public final class Authenticator: Sendable {
         guard let introspection = issuer.introspection else { return .failure(.malformed("not a JWT")) }
         var request = HTTPClientRequest(url: introspection.url)
         request.method = .POST
-        let credentials = Data("\(Self.formEncode(introspection.clientID)):\(Self.formEncode(introspection.clientSecret.value))".utf8).base64EncodedString()
+        let credentials = Data("\(FormURLEncoding.encode(introspection.clientID)):\(FormURLEncoding.encode(introspection.clientSecret.value))".utf8).base64EncodedString()
         request.headers.add(name: "Authorization", value: "Basic \(credentials)")
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         request.headers.add(name: "Accept", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: "token=\(Self.formEncode(token))&token_type_hint=access_token"))
+        request.body = .bytes(ByteBuffer(string: "token=\(FormURLEncoding.encode(token))&token_type_hint=access_token"))
         let claims: JSONObject
         do {
             let response = try await httpClient.execute(request, timeout: .seconds(5))
@@ -223,5 +223,4 @@ public final class Authenticator: Sendable {
         return .success(CacheEntry(identity: identity, audiences: endpointAudiences, expiresAt: bound))
     }
 
-    static func formEncode(_ text: String) -> String { FormURLEncoding.encode(text) }
 }

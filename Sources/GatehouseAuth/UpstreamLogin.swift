@@ -77,10 +77,10 @@ final class UpstreamLogin: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         request.headers.add(name: "Accept", value: "application/json")
-        let basic = Data("\(Authenticator.formEncode(config.clientID)):\(Authenticator.formEncode(config.clientSecret.value))".utf8).base64EncodedString()
+        let basic = Data("\(FormURLEncoding.encode(config.clientID)):\(FormURLEncoding.encode(config.clientSecret.value))".utf8).base64EncodedString()
         request.headers.add(name: "Authorization", value: "Basic \(basic)")
-        let form = "grant_type=authorization_code&code=\(Authenticator.formEncode(code))&redirect_uri=\(Authenticator.formEncode(redirectURI))"
-            + "&code_verifier=\(Authenticator.formEncode(verifier))"
+        let form = "grant_type=authorization_code&code=\(FormURLEncoding.encode(code))&redirect_uri=\(FormURLEncoding.encode(redirectURI))"
+            + "&code_verifier=\(FormURLEncoding.encode(verifier))"
         request.body = .bytes(ByteBuffer(string: form))
         let response = try await client.execute(request, timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)

@@ -30,12 +30,7 @@ extension MCPEndpoint {
     /// What policy says about a routed request: nil to go ahead (with the decision's obligations
     /// in the returned scope), or the answer that replaces it.
     /// `missing` marks an answer for a tool the server does not list (not a policy denial).
-    func authorize(_ route: Route, message: JSONRPCMessage, scope: Scope) async -> (Scope, JSONRPCMessage?) {
-        let (scope, answer, _) = await authorizeDetailed(route, message: message, scope: scope)
-        return (scope, answer)
-    }
-
-    func authorizeDetailed(_ route: Route, message: JSONRPCMessage, scope: Scope) async -> (Scope, JSONRPCMessage?, missing: Bool) {
+    func authorize(_ route: Route, message: JSONRPCMessage, scope: Scope) async -> (Scope, JSONRPCMessage?, missing: Bool) {
         guard let policy, policy.engine != nil, let method = message.method, Self.listKeys[method] == nil else { return (scope, nil, false) }
         let server: Int?
         let routed: JSONRPCMessage

@@ -113,7 +113,7 @@ extension MCPEndpoint {
     /// Routes and relays one request.
     func relay(_ message: JSONRPCMessage, scope: Scope) async -> Response {
         let route = await route(message, scope: scope)
-        let (scope, denied, missing) = await authorizeDetailed(route, message: message, scope: scope)
+        let (scope, denied, missing) = await authorize(route, message: message, scope: scope)
         if let denied {
             var server: String?
             if case .server(let index, _) = route { server = servers[index].config.name }

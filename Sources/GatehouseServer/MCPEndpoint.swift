@@ -676,7 +676,7 @@ final class MCPEndpoint: Sendable {
     private func collectResponse(_ message: JSONRPCMessage, scope: Scope) async -> JSONRPCMessage {
         let (index, routed): (Int, JSONRPCMessage)
         let route = await route(message, scope: scope)
-        let (scope, denied) = await authorize(route, message: message, scope: scope)
+        let (scope, denied, _) = await authorize(route, message: message, scope: scope)
         if let denied { return denied }
         if let refusal = rateLimit(route, message: message, scope: scope) { return refusal.answer }
         switch route {

@@ -53,11 +53,11 @@ public final class ClientCredentialsToken: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         request.headers.add(name: "Accept", value: "application/json")
-        let basic = Data("\(Self.encode(config.clientID)):\(Self.encode(config.clientSecret.value))".utf8).base64EncodedString()
+        let basic = Data("\(FormURLEncoding.encode(config.clientID)):\(FormURLEncoding.encode(config.clientSecret.value))".utf8).base64EncodedString()
         request.headers.add(name: "Authorization", value: "Basic \(basic)")
         var form = "grant_type=client_credentials"
-        if !config.scopes.isEmpty { form += "&scope=" + Self.encode(config.scopes.joined(separator: " ")) }
-        if let resource = config.resource { form += "&resource=" + Self.encode(resource) }
+        if !config.scopes.isEmpty { form += "&scope=" + FormURLEncoding.encode(config.scopes.joined(separator: " ")) }
+        if let resource = config.resource { form += "&resource=" + FormURLEncoding.encode(resource) }
         request.body = .bytes(ByteBuffer(string: form))
         let response: HTTPClientResponse
         let body: ByteBuffer
@@ -85,5 +85,4 @@ public final class ClientCredentialsToken: Sendable {
         return token
     }
 
-    static func encode(_ text: String) -> String { FormURLEncoding.encode(text) }
 }

@@ -3,6 +3,7 @@ import Foundation
 import GatehouseConfig
 import Logging
 import MCPWire
+import Synchronization
 
 /// One configured upstream MCP server: connects to it (HTTP or stdio), learns its revision and
 /// capabilities, and hands out channels to it on behalf of clients.
@@ -163,16 +164,14 @@ public final class UpstreamServer: @unchecked Sendable {
 /// stream was written must not leak the slot).
 public final class UpstreamSlot: Sendable {
     let upstream: UpstreamServer
-    let released = NSLock()
-    nonisolated(unsafe) var done = false
+    let released = Mutex(false)
 
     public init(_ upstream: UpstreamServer) { self.upstream = upstream }
 
     public func release() {
-        let first = released.withLock { () -> Bool in
-            if done { return false }
-            done = true
-            return true
+        let first = released.withLock { done -> Bool in
+            defer { done = true }
+            return !done
         }
         if first { upstream.releaseSlot() }
     }

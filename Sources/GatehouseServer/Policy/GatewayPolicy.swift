@@ -24,7 +24,9 @@ final class GatewayPolicy: Sendable {
     /// protocol era, tool definition) gives its own entry.
     struct ItemKey: Hashable, Sendable {
         var version: String
-        var input: Value
+        var facts: [Value: Value]
+        var request: Value
+        var tool: Value
     }
     static let itemTTL: TimeInterval = 10
     /// Tool definitions seen in lists, per server: what `input.tool` shows for a call.
@@ -56,28 +58,25 @@ final class GatewayPolicy: Sendable {
 
     // MARK: Phase 2: Rego, per MCP request
 
-    /// The input document (docs/policy.md "Input").
+    /// The input document (docs/policy.md "The input document").
     func input(caller: Caller, method: String, phase: String, server: String?, name: String?, uri: String?, arguments: JSONValue?,
                tool: JSONValue?, protocolVersion: String, session: Bool) -> Value
     {
+        var object = facts(caller: caller, server: server, now: Date())
+        object[.string("request")] = request(method: method, phase: phase, server: server, name: name, uri: uri, arguments: arguments,
+                                             protocolVersion: protocolVersion, session: session)
+        object[.string("tool")] = tool.map(Value.init(json:)) ?? .null
+        return .object(object)
+    }
+
+    /// The parts of the input that do not depend on the MCP request: identity, server, context
+    /// and analysis (built once per list, not once per item).
+    func facts(caller: Caller, server: String?, now: Date) -> [Value: Value] {
         let identity = caller.identity
-        var request: [Value: Value] = [
-            .string("method"): .string(method), .string("phase"): .string(phase), .string("protocol_version"): .string(protocolVersion),
-            .string("session"): .bool(session),
-        ]
-        if let server { request[.string("server")] = .string(server) }
-        if let name { request[.string("name")] = .string(name) }
-        if method == "tools/call", let name { request[.string("tool")] = .string(name) }
-        if method == "prompts/get", let name { request[.string("prompt")] = .string(name) }
-        if let uri { request[.string("resource")] = .string(uri) }
-        request[.string("arguments")] = arguments.map(Value.init(json:)) ?? .object([:])
         var serverValue: Value = .null
         if let server, let config = servers[server] {
             serverValue = Value.record([("name", .string(server)), ("labels", Value.strings(config.labels)), ("annotations", Value.strings(config.annotations))])
         }
-        let now = Date()
-        let analysis: JSONValue = (pipeline?.analyze(caller)
-            ?? MatchPipeline.Analysis(clientIP: caller.clientIP.flatMap(CIDR.parseAddress), clientIPText: caller.clientIP, userAgent: caller.headers["user-agent"])).json
         let identityValue = Value.record([
             ("kind", .string(identity.kind.rawValue)), ("subject", .string(identity.subject)),
             ("issuer", identity.issuer.map(Value.string) ?? .null), ("client_id", identity.clientID.map(Value.string) ?? .null),
@@ -89,10 +88,26 @@ final class GatewayPolicy: Sendable {
             ("client_ip", caller.clientIP.map(Value.string) ?? .null), ("headers", Value.strings(caller.headers)), ("endpoint", .string(caller.endpoint)),
             ("time", .string(Timestamp.rfc3339(now))), ("time_ns", .int(Int(now.timeIntervalSince1970 * 1e9))),
         ])
-        return Value.record([
-            ("identity", identityValue), ("request", .object(request)), ("server", serverValue),
-            ("tool", tool.map(Value.init(json:)) ?? .null), ("context", context), ("analysis", Value(json: analysis)),
-        ])
+        return [
+            .string("identity"): identityValue, .string("server"): serverValue, .string("context"): context,
+            .string("analysis"): Value(json: MatchPipeline.analyze(caller).json),
+        ]
+    }
+
+    func request(method: String, phase: String, server: String?, name: String?, uri: String?, arguments: JSONValue?,
+                 protocolVersion: String, session: Bool) -> Value
+    {
+        var request: [Value: Value] = [
+            .string("method"): .string(method), .string("phase"): .string(phase), .string("protocol_version"): .string(protocolVersion),
+            .string("session"): .bool(session),
+        ]
+        if let server { request[.string("server")] = .string(server) }
+        if let name { request[.string("name")] = .string(name) }
+        if method == "tools/call", let name { request[.string("tool")] = .string(name) }
+        if method == "prompts/get", let name { request[.string("prompt")] = .string(name) }
+        if let uri { request[.string("resource")] = .string(uri) }
+        request[.string("arguments")] = arguments.map(Value.init(json:)) ?? .object([:])
+        return .object(request)
     }
 
     /// Decides one request that reaches a server (or is answered by the endpoint).
@@ -124,15 +139,19 @@ final class GatewayPolicy: Sendable {
         if listMethod == "tools/list" { remember(tools: items, server: server) }
         let version = engine.version
         let now = Date()
+        // Everything but the item is the same for the whole list: build it (and its clock-free
+        // cache key) once.
+        let facts = facts(caller: caller, server: server, now: now)
+        let factsKey = Self.withoutClock(facts)
         var kept: [JSONValue] = []
         var hidden = 0
         for item in items {
             guard let name = item[spec.field]?.stringValue else { continue }
             let isURI = spec.field != "name"
-            let itemInput = input(caller: caller, method: spec.call, phase: "list", server: server, name: isURI ? nil : name,
-                                  uri: isURI ? name : nil, arguments: nil, tool: listMethod == "tools/list" ? item : nil,
-                                  protocolVersion: protocolVersion, session: session)
-            let key = ItemKey(version: version, input: Self.withoutClock(itemInput))
+            let request = request(method: spec.call, phase: "list", server: server, name: isURI ? nil : name, uri: isURI ? name : nil,
+                                  arguments: nil, protocolVersion: protocolVersion, session: session)
+            let tool = listMethod == "tools/list" ? Value(json: item) : Value.null
+            let key = ItemKey(version: version, facts: factsKey, request: request, tool: tool)
             let cached = itemDecisions.withLock { cache -> Bool? in
                 guard let entry = cache[key], now.timeIntervalSince(entry.at) < Self.itemTTL else { return nil }
                 return entry.allow
@@ -141,8 +160,11 @@ final class GatewayPolicy: Sendable {
             if let cached {
                 allow = cached
             } else {
+                var input = facts
+                input[.string("request")] = request
+                input[.string("tool")] = tool
                 let evaluation = ContinuousClock.now
-                let (decision, _) = engine.decide(itemInput)
+                let (decision, _) = engine.decide(.object(input))
                 metrics.increment("gatehouse_policy_decisions_total", ["list", decision.failed ? "error" : decision.allow ? "allow" : "deny"])
                 metrics.observe("gatehouse_policy_evaluation_seconds", ["list"], Metrics.seconds(since: evaluation))
                 allow = decision.allow
@@ -156,12 +178,13 @@ final class GatewayPolicy: Sendable {
         return (kept, hidden)
     }
 
-    static func withoutClock(_ input: Value) -> Value {
-        guard case .object(var object) = input, case .object(var context)? = object[.string("context")] else { return input }
+    static func withoutClock(_ facts: [Value: Value]) -> [Value: Value] {
+        guard case .object(var context)? = facts[.string("context")] else { return facts }
         context[.string("time")] = nil
         context[.string("time_ns")] = nil
-        object[.string("context")] = .object(context)
-        return .object(object)
+        var copy = facts
+        copy[.string("context")] = .object(context)
+        return copy
     }
 
     func recordList(caller: Caller, message: JSONRPCMessage, servers: [String], hidden: Int, started: ContinuousClock.Instant) {

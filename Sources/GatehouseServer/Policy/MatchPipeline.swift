@@ -59,7 +59,7 @@ struct MatchPipeline: Sendable {
         bytes.count == 4 ? bytes[0] == 127 : bytes == Array(repeating: 0, count: 15) + [1]
     }
 
-    func analyze(_ caller: Caller) -> Analysis {
+    static func analyze(_ caller: Caller) -> Analysis {
         Analysis(clientIP: caller.clientIP.flatMap(CIDR.parseAddress), clientIPText: caller.clientIP, userAgent: caller.headers["user-agent"])
     }
 
@@ -104,7 +104,7 @@ struct MatchPipeline: Sendable {
 
     /// Allow or deny, with the verdicts for the decision log.
     func decide(_ caller: Caller) -> (allow: Bool, verdicts: [String: Bool], analysis: Analysis) {
-        let analysis = analyze(caller)
+        let analysis = Self.analyze(caller)
         let verdicts = verdicts(caller, analysis: analysis)
         return (config.expression.evaluate(verdicts) ?? false, verdicts, analysis)
     }
