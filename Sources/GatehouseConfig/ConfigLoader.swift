@@ -410,16 +410,50 @@ struct DocumentReader {
             report(node, "an MCPServer needs `http: {url: ...}` or `stdio: {command: ...}`")
         }
         if let httpNode, var http = Fields(httpNode, path: "spec.http", reader: &self) {
-            if let url = http.string("url", required: true, reader: &self) {
-                if let parsed = URL(string: url.value), let scheme = parsed.scheme, ["http", "https"].contains(scheme), parsed.host != nil {
-                    var config = ServerConfig.HTTP(url: url.value)
-                    if let headersNode = http.take("headers") { config.headers = readSecretMap(headersNode, path: "spec.http.headers") }
-                    if let node = http.take("clientCredentials") { config.clientCredentials = readClientCredentials(node) }
-                    transport = .http(config)
+            let single = http.string("url", reader: &self)
+            let urlsNode = http.take("urls")
+            var urls: [(value: String, node: Node)] = []
+            if let single { urls.append(single) }
+            if let urlsNode {
+                if single != nil {
+                    report(urlsNode, "spec.http has both `url` and `urls`", hint: "use `url` for one endpoint or `urls` for several, not both")
+                    urls = []
+                } else if case .sequence(let items) = urlsNode {
+                    for item in items {
+                        if case .scalar(let scalar) = item { urls.append((scalar.string, item)) } else { report(item, "spec.http.urls must contain only strings") }
+                    }
+                    if items.isEmpty { report(urlsNode, "spec.http.urls is empty", hint: "list at least one endpoint URL") }
                 } else {
+                    report(urlsNode, "spec.http.urls must be a list of URLs")
+                }
+            } else if single == nil {
+                report(httpNode, "spec.http needs `url` (or `urls` for several endpoints)", hint: "e.g. url: http://127.0.0.1:9000/mcp")
+            }
+            var valid = true
+            for url in urls {
+                guard let parsed = URL(string: url.value), let scheme = parsed.scheme, ["http", "https"].contains(scheme), parsed.host != nil else {
                     report(url.node, "invalid upstream url '\(url.value)'", hint: "use an absolute http:// or https:// URL, e.g. http://127.0.0.1:9000/mcp")
+                    valid = false
+                    continue
                 }
             }
+            if Set(urls.map(\.value)).count != urls.count, let node = urlsNode {
+                report(node, "spec.http.urls lists the same URL twice")
+                valid = false
+            }
+            var config = ServerConfig.HTTP(url: urls.first?.value ?? "")
+            config.urls = urls.map(\.value)
+            if let balance = http.string("balance", reader: &self) {
+                if let mode = ServerConfig.HTTP.Balance(rawValue: balance.value) {
+                    config.balance = mode
+                } else {
+                    report(balance.node, "unknown balance mode '\(balance.value)'",
+                           hint: "use one of: \(ServerConfig.HTTP.Balance.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+            }
+            if let headersNode = http.take("headers") { config.headers = readSecretMap(headersNode, path: "spec.http.headers") }
+            if let node = http.take("clientCredentials") { config.clientCredentials = readClientCredentials(node) }
+            if valid, !urls.isEmpty { transport = .http(config) }
             http.finish(reader: &self)
         }
         if let stdioNode, var stdio = Fields(stdioNode, path: "spec.stdio", reader: &self) {
@@ -453,12 +487,36 @@ struct DocumentReader {
             r.finish(reader: &self)
         }
         let maxConcurrent = fields.int("maxConcurrentRequests", range: 1...100_000, reader: &self)
+        var healthCheck: ServerConfig.HealthCheck?
+        if let node = fields.take("healthCheck"), var h = Fields(node, path: "spec.healthCheck", reader: &self) {
+            var check = ServerConfig.HealthCheck()
+            if let v = h.double("intervalSeconds", range: 0.1...3600, reader: &self) { check.intervalSeconds = v }
+            if let v = h.double("timeoutSeconds", range: 0.05...600, reader: &self) { check.timeoutSeconds = v }
+            if let path = h.string("path", reader: &self) {
+                if path.value.hasPrefix("/") { check.path = path.value } else { report(path.node, "spec.healthCheck.path must start with /", hint: "e.g. /healthz") }
+            }
+            if let v = h.int("unhealthyThreshold", range: 1...100, reader: &self) { check.unhealthyThreshold = v }
+            if let v = h.int("healthyThreshold", range: 1...100, reader: &self) { check.healthyThreshold = v }
+            h.finish(reader: &self)
+            if stdioNode != nil { report(node, "spec.healthCheck applies to HTTP servers", hint: "a stdio server is restarted when its process exits") }
+            healthCheck = check
+        }
+        var outlier: ServerConfig.OutlierDetection?
+        if let node = fields.take("outlierDetection"), var o = Fields(node, path: "spec.outlierDetection", reader: &self) {
+            var detection = ServerConfig.OutlierDetection()
+            if let v = o.int("consecutiveFailures", range: 1...1000, reader: &self) { detection.consecutiveFailures = v }
+            if let v = o.double("ejectionSeconds", range: 0.1...3600, reader: &self) { detection.ejectionSeconds = v }
+            o.finish(reader: &self)
+            outlier = detection
+        }
         fields.finish(reader: &self)
         guard let transport else { return nil }
         var server = ServerConfig(name: name, transport: transport)
         server.timeouts = timeouts
         server.resilience = resilience
         server.maxConcurrentRequests = maxConcurrent
+        server.healthCheck = healthCheck
+        server.outlierDetection = outlier
         return server
     }
 

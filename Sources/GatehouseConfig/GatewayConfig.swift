@@ -276,6 +276,8 @@ public struct ServerConfig: Sendable, Equatable {
     /// Requests in flight to this server at most (nil: no limit); more are refused at once
     /// with 429 / -32029 rather than queued.
     public var maxConcurrentRequests: Int?
+    public var healthCheck: HealthCheck?
+    public var outlierDetection: OutlierDetection?
     /// `metadata.labels` / `metadata.annotations`: facts policies can read (team, data class...).
     public var labels: [String: String] = [:]
     public var annotations: [String: String] = [:]
@@ -286,19 +288,32 @@ public struct ServerConfig: Sendable, Equatable {
     }
 
     public struct HTTP: Sendable, Equatable {
-        public var url: String
+        /// The server's endpoints (`url`, or several in `urls`): each one a full copy of the server.
+        public var urls: [String]
+        public var balance: Balance = .roundRobin
         /// Extra headers sent upstream (credentials for the upstream, never the client's).
         public var headers: [(name: String, value: Secret)]
         /// A bearer token obtained with OAuth client credentials from the upstream's issuer.
         public var clientCredentials: ClientCredentials?
 
+        public enum Balance: String, Sendable, Equatable, CaseIterable {
+            case roundRobin = "round-robin"
+            case leastRequests = "least-requests"
+        }
+
         public init(url: String, headers: [(name: String, value: Secret)] = []) {
-            self.url = url
+            self.urls = [url]
             self.headers = headers
         }
 
+        /// The first endpoint (the only one of most servers).
+        public var url: String {
+            get { urls[0] }
+            set { urls = [newValue] }
+        }
+
         public static func == (lhs: HTTP, rhs: HTTP) -> Bool {
-            lhs.url == rhs.url && lhs.headers.map(\.name) == rhs.headers.map(\.name)
+            lhs.urls == rhs.urls && lhs.balance == rhs.balance && lhs.headers.map(\.name) == rhs.headers.map(\.name)
                 && lhs.headers.map(\.value) == rhs.headers.map(\.value) && lhs.clientCredentials == rhs.clientCredentials
         }
     }
@@ -316,6 +331,24 @@ public struct ServerConfig: Sendable, Equatable {
             self.clientID = clientID
             self.clientSecret = clientSecret
         }
+    }
+
+    /// Active checks of every endpoint of an HTTP server (`spec.healthCheck`).
+    public struct HealthCheck: Sendable, Equatable {
+        public var intervalSeconds: Double = 10
+        public var timeoutSeconds: Double = 2
+        /// An HTTP GET path on each endpoint's origin; nil: an MCP-level probe.
+        public var path: String?
+        public var unhealthyThreshold: Int = 2
+        public var healthyThreshold: Int = 1
+        public init() {}
+    }
+
+    /// Passive ejection of an endpoint that keeps failing real requests (`spec.outlierDetection`).
+    public struct OutlierDetection: Sendable, Equatable {
+        public var consecutiveFailures: Int = 5
+        public var ejectionSeconds: Double = 30
+        public init() {}
     }
 
     public struct Stdio: Sendable, Equatable {

@@ -10,7 +10,15 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     let info: UpstreamInfo
     let client: ClientDescription
     let sessionID: String?
-    var upstreamSessionID: String? { sessionID }
+    /// The endpoint this channel's upstream session lives on (nil: stateless, balanced per request).
+    let member: Int?
+    /// With several endpoints, the member is part of the id kept in the client's session id, so
+    /// a replica resuming the session reaches the same endpoint.
+    var upstreamSessionID: String? {
+        guard let sessionID else { return nil }
+        guard transport.members.count > 1, let member else { return sessionID }
+        return "\(member)~\(sessionID)"
+    }
     let requestTimeout: Double
     private let lock = NSLock()
     private var nextID = 1
@@ -20,8 +28,9 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     private var listenTask: Task<Void, Never>?
     private var closed = false
 
-    init(transport: HTTPTransport, info: UpstreamInfo, client: ClientDescription, sessionID: String?, requestTimeout: Double) {
+    init(transport: HTTPTransport, info: UpstreamInfo, client: ClientDescription, sessionID: String?, member: Int? = nil, requestTimeout: Double) {
         self.transport = transport
+        self.member = member
         self.info = info
         self.client = client
         self.sessionID = sessionID
@@ -29,7 +38,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     }
 
     /// Runs the session-era handshake and returns a channel bound to the new upstream session.
-    static func initialize(transport: HTTPTransport, client: ClientDescription, requestTimeout: Double) async throws -> HTTPChannel {
+    static func initialize(transport: HTTPTransport, client: ClientDescription, member: Int? = nil, requestTimeout: Double) async throws -> HTTPChannel {
         let version = ProtocolVersion.latestSessionEra
         let request = JSONRPCMessage.request(id: 0, method: "initialize", params: [
             "protocolVersion": .string(version.rawValue),
@@ -38,7 +47,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         ])
         let box = Box<JSONRPCMessage?>(nil)
         let head = try await withTimeout(requestTimeout, upstream: transport.serverName) {
-            try await transport.post(request, sessionID: nil, version: version) { message in
+            try await transport.post(request, sessionID: nil, version: version, member: member) { message in
                 if message.isResponse, message.id == .int(0) {
                     box.value = message
                     return false
@@ -60,21 +69,22 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         let info = UpstreamInfo(
             version: negotiated, capabilities: result["capabilities"]?.objectValue ?? [:],
             serverInfo: result["serverInfo"]?.objectValue, instructions: result["instructions"]?.stringValue)
-        let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: head.sessionID, requestTimeout: requestTimeout)
-        try await transport.post(.notification(method: "notifications/initialized", params: nil), sessionID: head.sessionID, version: negotiated) { _ in true }
+        let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: head.sessionID, member: head.member, requestTimeout: requestTimeout)
+        try await transport.post(.notification(method: "notifications/initialized", params: nil), sessionID: head.sessionID, version: negotiated,
+                                 member: head.member) { _ in true }
         channel.startListening()
         return channel
     }
 
     /// Asks a 2026-07-28 upstream `server/discover`. Returns nil if it is not a stateless server.
-    static func discover(transport: HTTPTransport, requestTimeout: Double) async throws -> UpstreamInfo? {
+    static func discover(transport: HTTPTransport, member: Int? = nil, requestTimeout: Double) async throws -> UpstreamInfo? {
         var discover = JSONRPCMessage.request(id: 0, method: "server/discover", params: [:])
         VersionBridge.prepareRequest(&discover, upstream: .v2026_07_28, client: .gateway)
         let request = discover
         let box = Box<JSONRPCMessage?>(nil)
         do {
             try await withTimeout(requestTimeout, upstream: transport.serverName) {
-                try await transport.post(request, sessionID: nil, version: .v2026_07_28) { message in
+                try await transport.post(request, sessionID: nil, version: .v2026_07_28, member: member) { message in
                     if message.isResponse {
                         box.value = message
                         return false
@@ -100,7 +110,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             while !Task.isCancelled {
                 guard let self else { return }
                 do {
-                    let offered = try await self.transport.listen(sessionID: self.sessionID, version: self.info.version) { [weak self] message in
+                    let offered = try await self.transport.listen(sessionID: self.sessionID, version: self.info.version, member: self.member ?? 0) { [weak self] message in
                         self?.deliverUnsolicited(message)
                     }
                     if !offered { return }
@@ -151,7 +161,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             do {
                 let answered = Box(false)
                 try await withTimeout(self.requestTimeout, upstream: self.transport.serverName) {
-                    try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version, extraHeaders: headers) { incoming in
+                    try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version, member: self.member, extraHeaders: headers) { incoming in
                         if incoming.isResponse, incoming.id == .int(upstreamID) {
                             var response = incoming
                             response.id = originalID
@@ -206,13 +216,13 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         }
         let message = outgoing
         try await withTimeout(requestTimeout, upstream: transport.serverName) {
-            try await self.transport.post(message, sessionID: self.sessionID, version: self.info.version) { _ in true }
+            try await self.transport.post(message, sessionID: self.sessionID, version: self.info.version, member: self.member) { _ in true }
         }
     }
 
     func send(response: JSONRPCMessage) async throws {
         try await withTimeout(requestTimeout, upstream: transport.serverName) {
-            try await self.transport.post(response, sessionID: self.sessionID, version: self.info.version) { _ in true }
+            try await self.transport.post(response, sessionID: self.sessionID, version: self.info.version, member: self.member) { _ in true }
         }
     }
 
@@ -223,7 +233,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             return listenTask
         }
         task?.cancel()
-        if let sessionID { await transport.delete(sessionID: sessionID, version: info.version) }
+        if let sessionID { await transport.delete(sessionID: sessionID, version: info.version, member: member ?? 0) }
     }
 }
 

@@ -10,7 +10,8 @@ import NIOHTTP1
 /// whose events are handed over as they arrive.
 struct HTTPTransport: Sendable {
     let serverName: String
-    let url: String
+    /// The server's endpoints and the balancer between them.
+    let members: UpstreamMembers
     let headers: [(name: String, value: Secret)]
     /// A bearer token for the upstream from its own authorization server (never the client's).
     let credentials: ClientCredentialsToken?
@@ -24,17 +25,22 @@ struct HTTPTransport: Sendable {
     struct Head: Sendable {
         var status: Int
         var sessionID: String?
+        /// The member that answered (a session created here lives on it).
+        var member: Int
     }
 
     /// Posts one message. `onMessage` gets each message of the answer in order and returns
     /// false to stop reading (the final response arrived). Upstream HTTP errors whose body is a
     /// JSON-RPC error are delivered as messages; other failures throw `UpstreamError`.
+    /// `member` pins the request to one endpoint (a session's); nil lets the balancer pick, and
+    /// a refused connection fails over to the next member (the request never left, so this is
+    /// safe for any method).
     @discardableResult
     func post(
-        _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, extraHeaders: [(String, String)] = [],
+        _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, member: Int? = nil, extraHeaders: [(String, String)] = [],
         onMessage: (JSONRPCMessage) async throws -> Bool
     ) async throws -> Head {
-        var request = HTTPClientRequest(url: url)
+        var request = HTTPClientRequest(url: members.urls[member ?? 0])
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: "application/json, text/event-stream")
@@ -48,10 +54,37 @@ struct HTTPTransport: Sendable {
         // A policy decision's headers: added, never replacing the gateway's own.
         for (name, value) in extraHeaders where request.headers[name].isEmpty { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(bytes: message.bytes))
-        let response = try await execute(request)
+        let order = member.map { [$0] } ?? members.candidates()
+        for (attempt, index) in order.enumerated() {
+            request.url = members.urls[index]
+            members.begin(index)
+            let response: HTTPClientResponse
+            do {
+                response = try await execute(request)
+            } catch let error as UpstreamError where error.neverSent && member == nil && attempt + 1 < order.count {
+                members.end(index, .failure)
+                continue
+            } catch {
+                members.end(index, error is CancellationError ? .neutral : .failure)
+                throw error
+            }
+            do {
+                let head = try await read(response, member: index, sessionID: sessionID, onMessage: onMessage)
+                members.end(index, response.status.code >= 500 ? .failure : .success)
+                return head
+            } catch {
+                let failed = response.status.code >= 500 || (error as? UpstreamError)?.kind == .unavailable
+                members.end(index, error is CancellationError ? .neutral : failed ? .failure : .success)
+                throw error
+            }
+        }
+        throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "no endpoint could be reached")
+    }
+
+    private func read(_ response: HTTPClientResponse, member: Int, sessionID: String?, onMessage: (JSONRPCMessage) async throws -> Bool) async throws -> Head {
         // A refused upstream token is fetched anew for the next request.
         if response.status == .unauthorized { credentials?.invalidate() }
-        let head = Head(status: Int(response.status.code), sessionID: response.headers.first(name: MCPHeader.sessionID))
+        let head = Head(status: Int(response.status.code), sessionID: response.headers.first(name: MCPHeader.sessionID), member: member)
         if response.status == .accepted { return head }
         if response.status == .notFound, sessionID != nil {
             throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "HTTP 404 for its session")
@@ -100,8 +133,8 @@ struct HTTPTransport: Sendable {
 
     /// Opens the session-era standalone GET stream and hands over its messages until it ends.
     /// Returns false if the server does not offer one (405).
-    func listen(sessionID: String?, version: ProtocolVersion, onMessage: (JSONRPCMessage) async -> Void) async throws -> Bool {
-        var request = HTTPClientRequest(url: url)
+    func listen(sessionID: String?, version: ProtocolVersion, member: Int, onMessage: (JSONRPCMessage) async -> Void) async throws -> Bool {
+        var request = HTTPClientRequest(url: members.urls[member])
         request.method = .GET
         request.headers.add(name: "Accept", value: "text/event-stream")
         try await addCommonHeaders(&request, sessionID: sessionID, version: version)
@@ -117,8 +150,8 @@ struct HTTPTransport: Sendable {
     }
 
     /// Ends a session (DELETE), best effort.
-    func delete(sessionID: String, version: ProtocolVersion) async {
-        var request = HTTPClientRequest(url: url)
+    func delete(sessionID: String, version: ProtocolVersion, member: Int) async {
+        var request = HTTPClientRequest(url: members.urls[member])
         request.method = .DELETE
         guard (try? await addCommonHeaders(&request, sessionID: sessionID, version: version)) != nil else { return }
         _ = try? await client.execute(request, timeout: .seconds(2))

@@ -49,8 +49,11 @@ public final class UpstreamServer: @unchecked Sendable {
         case stdio(StdioUpstream)
     }
 
+    private let httpClient: HTTPClient
+
     public init(config: ServerConfig, httpClient: HTTPClient, streamClient: HTTPClient? = nil, logger: Logger) {
         self.config = config
+        self.httpClient = httpClient
         self.logger = logger
         self.breaker = config.resilience.breakerFailures.map {
             CircuitBreaker(failureThreshold: $0, openDuration: .milliseconds(Int64(config.resilience.breakerOpenSeconds * 1000)))
@@ -58,7 +61,9 @@ public final class UpstreamServer: @unchecked Sendable {
         switch config.transport {
         case .http(let http):
             backend = .http(HTTPTransport(
-                serverName: config.name, url: http.url, headers: http.headers,
+                serverName: config.name,
+                members: UpstreamMembers(urls: http.urls, balance: http.balance, outlier: config.outlierDetection, check: config.healthCheck),
+                headers: http.headers,
                 credentials: http.clientCredentials.map { ClientCredentialsToken(config: $0, serverName: config.name, client: httpClient, logger: logger) },
                 client: httpClient,
                 streamClient: streamClient ?? httpClient, logger: logger))
@@ -82,11 +87,18 @@ public final class UpstreamServer: @unchecked Sendable {
         lock.withLock { lastError }.map { "\($0); retrying" } ?? "it has not completed its handshake"
     }
 
+    /// The endpoints of an HTTP server and their health (nil for stdio).
+    public var members: UpstreamMembers? {
+        if case .http(let transport) = backend { return transport.members }
+        return nil
+    }
+
     /// Counts list fan-outs this server was left out of (failed or too slow).
     public func countListFailure() { lock.withLock { listFailures += 1 } }
     public var listFailureCount: Int { lock.withLock { listFailures } }
 
-    /// Connects for the first time, retrying with backoff until it works or `shutdown` is called.
+    /// Connects for the first time, retrying with backoff until it works or `shutdown` is called,
+    /// then runs the active health checks (`spec.healthCheck`) until shutdown.
     public func start() async {
         var delay = 0.25
         while !Task.isCancelled, !lock.withLock({ stopped }) {
@@ -96,6 +108,7 @@ public final class UpstreamServer: @unchecked Sendable {
                     "upstream": "\(config.name)", "protocol": "\(info.version)",
                     "server": "\(info.serverInfo?["name"]?.stringValue ?? "?")",
                 ])
+                await runHealthChecks()
                 return
             } catch {
                 lock.withLock { lastError = (error as? UpstreamError)?.detail ?? "\(error)" }
@@ -105,6 +118,48 @@ public final class UpstreamServer: @unchecked Sendable {
             try? await Task.sleep(for: .seconds(delay))
             delay = min(delay * 2, 10)
         }
+    }
+
+    /// Probes every member each `intervalSeconds` (concurrently, each bounded by `timeoutSeconds`)
+    /// and marks members unhealthy or healthy after their thresholds.
+    private func runHealthChecks() async {
+        guard let check = config.healthCheck, case .http(let transport) = backend else { return }
+        while !Task.isCancelled, !lock.withLock({ stopped }) {
+            await withTaskGroup(of: Void.self) { group in
+                for index in transport.members.urls.indices {
+                    group.addTask {
+                        let passed = (try? await withTimeout(check.timeoutSeconds, upstream: self.config.name) {
+                            try await self.probe(member: index, transport: transport, path: check.path)
+                        }) ?? false
+                        if let healthy = transport.members.recordCheck(index, passed: passed) {
+                            self.logger.log(level: healthy ? .info : .warning, healthy ? "upstream endpoint healthy again" : "upstream endpoint unhealthy",
+                                            metadata: ["upstream": "\(self.config.name)", "url": "\(transport.members.urls[index])"])
+                        }
+                    }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(Int64(check.intervalSeconds * 1000)))
+        }
+    }
+
+    /// One active check of one member: an HTTP GET of `path` on its origin (2xx passes), or an
+    /// MCP handshake (`server/discover`, or `initialize` and DELETE of that session).
+    private func probe(member: Int, transport: HTTPTransport, path: String?) async throws -> Bool {
+        if let path {
+            guard var components = URLComponents(string: transport.members.urls[member]) else { return false }
+            components.path = path
+            components.query = nil
+            guard let url = components.string else { return false }
+            let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .seconds(Int64(max(1, config.healthCheck?.timeoutSeconds ?? 2))))
+            return (200..<300).contains(response.status.code)
+        }
+        let timeout = config.timeouts.requestSeconds
+        if info?.version.isStateless ?? true, try await HTTPChannel.discover(transport: transport, member: member, requestTimeout: timeout) != nil {
+            return true
+        }
+        let channel = try await HTTPChannel.initialize(transport: transport, client: .gateway, member: member, requestTimeout: timeout)
+        await channel.close()
+        return true
     }
 
     private func connect() async throws -> UpstreamInfo {
@@ -148,7 +203,13 @@ public final class UpstreamServer: @unchecked Sendable {
     /// or nil when this server has no such sessions (stdio, stateless HTTP, not reachable).
     public func resume(sessionID: String, client: ClientDescription) -> (any UpstreamChannel)? {
         guard case .http(let transport) = backend, let info, !info.version.isStateless else { return nil }
-        let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: sessionID, requestTimeout: config.timeouts.requestSeconds)
+        var id = sessionID
+        var member = 0
+        if transport.members.count > 1, let mark = sessionID.firstIndex(of: "~"), let index = Int(sessionID[..<mark]), transport.members.urls.indices.contains(index) {
+            member = index
+            id = String(sessionID[sessionID.index(after: mark)...])
+        }
+        let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: id, member: member, requestTimeout: config.timeouts.requestSeconds)
         channel.startListening()
         return channel
     }

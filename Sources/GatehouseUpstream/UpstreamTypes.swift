@@ -45,6 +45,10 @@ public struct UpstreamError: Error, Sendable, CustomStringConvertible {
         self.detail = detail
     }
 
+    /// The connection was never established, so the request never left: safe to send to
+    /// another endpoint whatever the method.
+    public var neverSent: Bool { kind == .unavailable && (detail == "connection refused" || detail == "connecting timed out") }
+
     public var description: String {
         switch kind {
         case .unavailable: return "upstream '\(upstream)' is unavailable: \(detail)"
