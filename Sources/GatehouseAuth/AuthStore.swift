@@ -39,7 +39,9 @@ public final class AuthStore: Sendable {
         "CREATE TABLE IF NOT EXISTS gh_api_keys (id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL, owner TEXT NOT NULL, scopes TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT, revoked_at BIGINT)",
     ]
 
-    public func migrate() async throws { try await database.migrate(Self.migrations) }
+    public func migrate() async throws {
+        try await database.migrate(Self.migrations + (canShareRateLimits ? Self.rateLimitMigrations : []))
+    }
 
     // MARK: Signing keys
 

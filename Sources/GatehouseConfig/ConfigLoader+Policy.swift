@@ -171,6 +171,11 @@ extension DocumentReader {
             if let methods = fields.stringList("methods", reader: &self) { limit.methods = methods }
             if let servers = fields.stringList("servers", reader: &self) { limit.servers = servers }
             if let tools = fields.stringList("tools", reader: &self) { limit.tools = tools }
+            if let shared = fields.bool("shared", reader: &self) { limit.shared = shared }
+            if let lease = fields.int("leaseTokens", range: 1...10_000, reader: &self) {
+                limit.leaseTokens = lease
+                if lease > limit.burst { report(item, "spec.rateLimits[].leaseTokens (\(lease)) is larger than burst (\(limit.burst))", hint: "a lease is a part of the bucket; use at most burst") }
+            }
             result.append(limit)
         }
         return result

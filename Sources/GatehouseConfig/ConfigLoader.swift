@@ -219,7 +219,8 @@ struct DocumentReader {
         var storage: Storage?
         var policy: PolicyConfig?
         var rateLimits: [GatewayConfig.RateLimit] = []
-        var admin: GatewayConfig.Listen?
+        var admin: GatewayConfig.Admin?
+        var tracing: GatewayConfig.Tracing?
 
         func with(name: String) -> GatewaySpec {
             var copy = self
@@ -238,6 +239,7 @@ struct DocumentReader {
             config.policy = policy
             config.rateLimits = rateLimits
             config.admin = admin
+            config.tracing = tracing
             if let storage { config.storage = storage }
             return config
         }
@@ -293,7 +295,8 @@ struct DocumentReader {
         if let node = fields.take("auth") { spec.auth = readAuth(node) }
         if let node = fields.take("storage") { spec.storage = readStorage(node) }
         if let node = fields.take("policy") { spec.policy = readPolicy(node) }
-        if let node = fields.take("rateLimits") { spec.rateLimits = readRateLimits(node) }
+        let rateLimitsNode = fields.take("rateLimits")
+        if let node = rateLimitsNode { spec.rateLimits = readRateLimits(node) }
         if let node = fields.take("admin"), var admin = Fields(node, path: "spec.admin", reader: &self) {
             var listen = GatewayConfig.Listen()
             listen.port = 9091
@@ -302,14 +305,48 @@ struct DocumentReader {
                 if let port = fields.int("port", range: 0...65535, reader: &self) { listen.port = port }
                 fields.finish(reader: &self)
             }
+            let token = admin.take("token").flatMap { readSecret($0, path: "spec.admin.token") }
+            if let token, token.value.utf8.count < 16 {
+                report(node, "spec.admin.token is too short", hint: "use at least 16 random characters, e.g. from `openssl rand -hex 24`")
+            }
+            if token == nil, !GatewayConfig.Security.loopbackHosts.contains(listen.bind) {
+                report(node, "spec.admin listens on \(listen.bind) without spec.admin.token",
+                       hint: "set spec.admin.token (a bearer token for the admin API) or bind the admin listener to 127.0.0.1")
+            }
             admin.finish(reader: &self)
-            spec.admin = listen
+            spec.admin = GatewayConfig.Admin(listen: listen, token: token)
+        }
+        if let node = fields.take("tracing"), var tracing = Fields(node, path: "spec.tracing", reader: &self) {
+            if let otlpNode = tracing.take("otlp"), var otlp = Fields(otlpNode, path: "spec.tracing.otlp", reader: &self) {
+                if let endpoint = otlp.string("endpoint", required: true, reader: &self) {
+                    if let url = URL(string: endpoint.value), ["http", "https"].contains(url.scheme ?? ""), url.host != nil {
+                        var config = GatewayConfig.Tracing(otlpEndpoint: endpoint.value.hasSuffix("/") ? String(endpoint.value.dropLast()) : endpoint.value)
+                        if let headers = otlp.take("headers") { config.headers = readSecretMap(headers, path: "spec.tracing.otlp.headers") }
+                        spec.tracing = config
+                    } else {
+                        report(endpoint.node, "invalid OTLP endpoint '\(endpoint.value)'", hint: "use the collector's OTLP/HTTP base URL, e.g. http://127.0.0.1:4318")
+                    }
+                }
+                otlp.finish(reader: &self)
+            } else {
+                report(node, "spec.tracing needs `otlp: {endpoint: ...}`", hint: "e.g. otlp: {endpoint: http://127.0.0.1:4318}")
+            }
+            let serviceName = tracing.string("serviceName", reader: &self)?.value
+            let ratio = tracing.double("sampleRatio", range: 0...1, reader: &self)
+            spec.tracing?.serviceName = serviceName
+            if let ratio { spec.tracing?.sampleRatio = ratio }
+            tracing.finish(reader: &self)
         }
         if let node = fields.take("shutdown"), var shutdown = Fields(node, path: "spec.shutdown", reader: &self) {
             if let v = shutdown.int("gracePeriodSeconds", range: 0...3600, reader: &self) { spec.shutdown.gracePeriodSeconds = v }
             shutdown.finish(reader: &self)
         }
         fields.finish(reader: &self)
+        if let node = rateLimitsNode, spec.rateLimits.contains(where: \.shared) {
+            if case .postgres? = spec.storage {} else {
+                report(node, "a rate limit with `shared: true` needs spec.storage.postgres", hint: "shared buckets live in PostgreSQL; set spec.storage.postgres.url or drop `shared`")
+            }
+        }
         return spec
     }
 

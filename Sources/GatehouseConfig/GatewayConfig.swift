@@ -23,7 +23,35 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Token buckets on MCP requests, keyed by identity, client, server and tool.
     public var rateLimits: [RateLimit] = []
     /// The admin listener (metrics, status, policy reload). Nil: none.
-    public var admin: Listen?
+    public var admin: Admin?
+    public var tracing: Tracing?
+
+    /// The admin listener and the credential that protects it.
+    public struct Admin: Sendable, Equatable {
+        public var listen: Listen
+        /// A bearer token for every admin route but health and readiness; nil is allowed only
+        /// on a loopback address.
+        public var token: Secret?
+        public init(listen: Listen, token: Secret? = nil) {
+            self.listen = listen
+            self.token = token
+        }
+    }
+
+    /// OpenTelemetry traces exported over OTLP/HTTP (JSON encoding).
+    public struct Tracing: Sendable, Equatable {
+        /// The collector's base URL; spans go to `<endpoint>/v1/traces`.
+        public var otlpEndpoint: String
+        public var headers: [(name: String, value: Secret)] = []
+        public var serviceName: String?
+        public var sampleRatio: Double = 1
+        public init(otlpEndpoint: String) { self.otlpEndpoint = otlpEndpoint }
+
+        public static func == (lhs: Tracing, rhs: Tracing) -> Bool {
+            lhs.otlpEndpoint == rhs.otlpEndpoint && lhs.headers.map(\.name) == rhs.headers.map(\.name)
+                && lhs.headers.map(\.value) == rhs.headers.map(\.value) && lhs.serviceName == rhs.serviceName && lhs.sampleRatio == rhs.sampleRatio
+        }
+    }
 
     /// One token bucket family: `requestsPerSecond` refill, `burst` capacity, one bucket per
     /// distinct value of `key` (e.g. per identity and tool).
@@ -41,6 +69,10 @@ public struct GatewayConfig: Sendable, Equatable {
         /// Only these servers / tools (empty: all).
         public var servers: [String] = []
         public var tools: [String] = []
+        /// Buckets kept in PostgreSQL and shared by every replica.
+        public var shared = false
+        /// Tokens a replica takes from the shared bucket at once (1: exact).
+        public var leaseTokens = 1
 
         public init(name: String, requestsPerSecond: Double, burst: Int) {
             self.name = name
@@ -415,5 +447,5 @@ extension GatewayConfig {
     public func resourceURL(for endpoint: Endpoint) -> String { publicBaseURL + endpoint.path }
 
     /// Whether any state needs the store: API keys or the embedded authorization server.
-    public var needsStore: Bool { auth.map { $0.apiKeys || $0.authorizationServer != nil } ?? false }
+    public var needsStore: Bool { (auth.map { $0.apiKeys || $0.authorizationServer != nil } ?? false) || rateLimits.contains(where: \.shared) }
 }

@@ -102,6 +102,8 @@ final class DownstreamSession: @unchecked Sendable {
         }
     }
 
+    var hasStream: Bool { lock.withLock { stream != nil } }
+
     /// Idle: no request in flight, no open stream, nothing seen for `timeout`.
     func isIdle(longerThan timeout: Duration, now: ContinuousClock.Instant) -> Bool {
         lock.withLock { activeRequests == 0 && stream == nil && now - lastSeen > timeout }

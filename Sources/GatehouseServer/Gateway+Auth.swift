@@ -51,16 +51,6 @@ struct GatewayAuth: Sendable {
 
     /// Adds the metadata and authorization-server routes.
     func addRoutes(to router: Router<GatewayRequestContext>, config: GatewayConfig, guards: RequestGuards, logger: Logger) {
-        let protected = config.endpoints.filter { $0.auth.mode == .required }
-        for endpoint in protected {
-            let body = JSONWriter.bytes(Self.protectedResourceMetadata(config: config, endpoint: endpoint))
-            let answer: @Sendable (Request, GatewayRequestContext) async -> Response = { _, _ in
-                Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "max-age=300"],
-                         body: .init(byteBuffer: ByteBuffer(bytes: body)))
-            }
-            router.get(RouterPath(stringLiteral: "/.well-known/oauth-protected-resource" + endpoint.path), use: answer)
-            if endpoint.path == protected.first?.path { router.get("/.well-known/oauth-protected-resource", use: answer) }
-        }
         guard let authorizationServer else { return }
         for path in AuthorizationServer.paths {
             let handler: @Sendable (Request, GatewayRequestContext) async -> Response = { request, context in
@@ -72,6 +62,19 @@ struct GatewayAuth: Sendable {
             router.get(RouterPath(stringLiteral: path), use: handler)
             router.post(RouterPath(stringLiteral: path), use: handler)
         }
+    }
+
+    static let protectedResourcePrefix = "/.well-known/oauth-protected-resource"
+
+    /// RFC 9728 metadata of a protected endpoint (`<prefix><endpoint path>`, or the bare prefix
+    /// for the first one), from the current config: endpoints come and go with reloads.
+    static func protectedResourceResponse(path: String, config: GatewayConfig) -> Response? {
+        let protected = config.endpoints.filter { $0.auth.mode == .required }
+        let suffix = String(path.dropFirst(protectedResourcePrefix.count))
+        guard let endpoint = suffix.isEmpty ? protected.first : protected.first(where: { $0.path == suffix }) else { return nil }
+        let body = JSONWriter.bytes(Self.protectedResourceMetadata(config: config, endpoint: endpoint))
+        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "max-age=300"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     /// Hummingbird → the authorization server's framework-free request, and back.

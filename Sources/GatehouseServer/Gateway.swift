@@ -15,10 +15,15 @@ import UnixSignals
 public struct Gateway: Sendable {
     public let config: GatewayConfig
     public let logger: Logger
+    /// The file the config came from (nil: no reloads) and whether to watch it for changes.
+    public let source: ConfigSource?
+    public let watch: Bool
 
-    public init(config: GatewayConfig, logger: Logger) {
+    public init(config: GatewayConfig, logger: Logger, source: ConfigSource? = nil, watch: Bool = true) {
         self.config = config
         self.logger = logger
+        self.source = source
+        self.watch = watch
     }
 
     /// Runs until SIGTERM/SIGINT, then stops accepting, lets in-flight requests finish up to
@@ -89,38 +94,25 @@ public struct Gateway: Sendable {
         }
         let auth = try await GatewayAuth.make(config: config, store: store, httpClient: httpClient, fetcher: fetcher, logger: logger)
         let metrics = Metrics()
-        let policy = try config.policy.map { try GatewayPolicy(config: $0, servers: config.servers, logger: logger, metrics: metrics) }
-        let rateLimiter = RateLimiter(limits: config.rateLimits)
-        if let version = policy?.engine?.version { logger.info("policy loaded", metadata: ["version": "\(version)"]) }
-        let upstreams = config.servers.map { UpstreamServer(config: $0, httpClient: httpClient, streamClient: streamClient, logger: logger) }
-        let byName = Dictionary(uniqueKeysWithValues: upstreams.map { ($0.config.name, $0) })
+        let tracer = config.tracing.map { Tracer(serviceName: $0.serviceName ?? config.name, sampleRatio: $0.sampleRatio, scopeVersion: GatehouseVersion.current) }
+        let sharedLimits = store.flatMap { $0.canShareRateLimits ? SharedRateLimits(store: $0, logger: logger) : nil }
         // Derived once: sealing and opening session ids never derive keys per request.
-        let sealer = SessionSealer(secret: config.sessions.key?.value)
-        let endpoints = config.endpoints.map { endpoint in
-            MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, sealer: sealer, logger: logger,
-                        authenticator: auth.authenticator, policy: policy, metrics: metrics, rateLimiter: rateLimiter)
-        }
+        let shared = GatewayShared(httpClient: httpClient, streamClient: streamClient, auth: auth, metrics: metrics,
+                                   sealer: SessionSealer(secret: config.sessions.key?.value), logger: logger, tracer: tracer, sharedLimits: sharedLimits)
+        let first = try GatewaySnapshot.build(config: config, version: source?.version(of: config) ?? "static", generation: 1, previous: nil, shared: shared)
+        let state = GatewayState(first.snapshot)
+        if let version = first.snapshot.policy?.engine?.version { logger.info("policy loaded", metadata: ["version": "\(version)"]) }
+        logger.info("config loaded", metadata: ["version": "\(first.snapshot.version)"])
+
         let router = Router(context: GatewayRequestContext.self)
-        for endpoint in endpoints {
-            let path = RouterPath(stringLiteral: endpoint.endpoint.path)
-            for method in [HTTPRequest.Method.post, .get, .delete, .put, .patch, .options] {
-                router.on(path, method: method) { request, context in await endpoint.handle(request, context: context) }
-            }
-        }
         auth.addRoutes(to: router, config: config, guards: RequestGuards(security: config.security), logger: logger)
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
         }
-        router.get("/readyz") { _, _ in
-            // Ready when every endpoint can reach at least one of its servers.
-            let ready = endpoints.allSatisfy(\.isReady)
-            let states = JSONObject(upstreams.map { (key: $0.config.name, value: JSONValue.string($0.isReady ? "ready" : "connecting")) })
-            let body = JSONWriter.bytes(["status": .string(ready ? "ready" : "waiting for upstreams"), "servers": .object(states)])
-            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: body)))
-        }
+        router.get("/readyz") { _, _ in Self.readiness(state.snapshot) }
+        let responder = GatewayResponder(state: state, auth: auth, fallback: router.buildResponder())
         let app = Application(
-            router: router,
+            responder: responder,
             configuration: .init(address: .hostname(config.listen.bind, port: config.listen.port), serverName: "gatehouse"),
             onServerRunning: { [logger, config] channel in
                 let port = channel.localAddress?.port ?? config.listen.port
@@ -131,13 +123,32 @@ public struct Gateway: Sendable {
             },
             logger: logger)
 
-        let upstreamService = UpstreamService(upstreams: upstreams, endpoints: endpoints)
+        let (newUpstreams, starter) = AsyncStream<UpstreamServer>.makeStream()
+        for upstream in first.started { starter.yield(upstream) }
+        let upstreamService = UpstreamService(state: state, newUpstreams: newUpstreams)
         metrics.addCollector {
-            endpoints.map { (name: "gatehouse_sessions_active", labels: [$0.endpoint.path], value: Double($0.sessions.count)) }
-                + upstreams.map { (name: "gatehouse_upstream_ready", labels: [$0.config.name], value: $0.isReady ? 1 : 0) }
+            let snapshot = state.snapshot
+            var samples: [(name: String, labels: [String], value: Double)] = [(name: "gatehouse_config_info", labels: [snapshot.version], value: 1)]
+            for endpoint in snapshot.endpoints {
+                samples.append((name: "gatehouse_sessions_active", labels: [endpoint.endpoint.path], value: Double(endpoint.sessions.count)))
+            }
+            for upstream in snapshot.upstreams {
+                samples.append((name: "gatehouse_upstream_ready", labels: [upstream.config.name], value: upstream.isReady ? 1 : 0))
+                if let breaker = upstream.breaker {
+                    samples.append((name: "gatehouse_circuit_breaker_open", labels: [upstream.config.name], value: breaker.isOpen ? 1 : 0))
+                }
+                for member in upstream.members?.status() ?? [] {
+                    samples.append((name: "gatehouse_upstream_endpoint_healthy", labels: [upstream.config.name, member.url], value: member.healthy && !member.ejected ? 1 : 0))
+                    samples.append((name: "gatehouse_upstream_endpoint_requests_total", labels: [upstream.config.name, member.url], value: Double(member.requests)))
+                }
+            }
+            if let tracer {
+                samples.append((name: "gatehouse_trace_spans_dropped_total", labels: [], value: Double(tracer.droppedCount)))
+            }
+            return samples
         }
-        let streamCloser = StreamCloser(endpoints: endpoints)
-        let reloader = PolicyReloader(policy: policy, metrics: metrics, logger: logger)
+        let streamCloser = StreamCloser(state: state)
+        let reloader = ConfigReloader(source: source, watch: watch, state: state, shared: shared, starter: starter)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: upstreamService),
             .init(service: app),
@@ -145,8 +156,10 @@ public struct Gateway: Sendable {
             .init(service: reloader, successTerminationBehavior: .ignore),
         ]
         if let admin = config.admin {
-            services.append(.init(service: AdminListener.application(config: config, listen: admin, metrics: metrics, policy: policy,
-                                                                     upstreams: upstreams, reloader: reloader, logger: logger)))
+            services.append(.init(service: AdminListener.application(admin: admin, state: state, metrics: metrics, reloader: reloader, logger: logger)))
+        }
+        if let tracer, let tracing = config.tracing {
+            services.append(.init(service: TraceExporter(tracer: tracer, tracing: tracing, client: httpClient, logger: logger), successTerminationBehavior: .ignore))
         }
         var groupConfig = ServiceGroupConfiguration(
             services: services,
@@ -157,78 +170,77 @@ public struct Gateway: Sendable {
         let group = ServiceGroup(configuration: groupConfig)
         try await group.run()
     }
+
+    /// Ready when every endpoint can reach at least one of its servers.
+    static func readiness(_ snapshot: GatewaySnapshot) -> Response {
+        let ready = snapshot.endpoints.allSatisfy(\.isReady)
+        let states = JSONObject(snapshot.upstreams.map { (key: $0.config.name, value: JSONValue.string($0.isReady ? "ready" : "connecting")) })
+        let body = JSONWriter.bytes(["status": .string(ready ? "ready" : "waiting for upstreams"), "servers": .object(states)])
+        return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
 }
 
-/// Connects the upstream, expires idle sessions, and on shutdown ends sessions and stops
-/// upstream children (it is shut down last, after the HTTP server has drained).
+/// Serves each request from the snapshot current when it arrives: MCP endpoints and their
+/// protected-resource metadata by path (both change on reload), the rest through the router.
+struct GatewayResponder: HTTPResponder {
+    typealias Context = GatewayRequestContext
+    let state: GatewayState
+    let auth: GatewayAuth
+    let fallback: RouterResponder<GatewayRequestContext>
+
+    func respond(to request: Request, context: GatewayRequestContext) async throws -> Response {
+        let snapshot = state.snapshot
+        let path = request.uri.path
+        if let endpoint = snapshot.byPath[path] { return await endpoint.handle(request, context: context) }
+        if request.method == .get, path.hasPrefix(GatewayAuth.protectedResourcePrefix),
+            let answer = GatewayAuth.protectedResourceResponse(path: path, config: snapshot.config)
+        {
+            return answer
+        }
+        return try await fallback.respond(to: request, context: context)
+    }
+}
+
+/// Connects upstream servers (those of the first snapshot and those a reload adds), expires idle
+/// sessions, and on shutdown ends sessions and stops upstream children (it is shut down last,
+/// after the HTTP server has drained).
 struct UpstreamService: Service {
-    let upstreams: [UpstreamServer]
-    let endpoints: [MCPEndpoint]
+    let state: GatewayState
+    let newUpstreams: AsyncStream<UpstreamServer>
 
     func run() async throws {
         await withDiscardingTaskGroup { group in
-            for upstream in upstreams {
-                group.addTask { await upstream.start() }
+            group.addTask {
+                await withDiscardingTaskGroup { running in
+                    for await upstream in newUpstreams {
+                        running.addTask { await upstream.start() }
+                    }
+                }
             }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(15))
-                    for endpoint in endpoints { await endpoint.expireIdleSessions() }
+                    for endpoint in state.snapshot.endpoints { await endpoint.expireIdleSessions() }
                 }
             }
             try? await gracefulShutdown()
             group.cancelAll()
         }
-        for endpoint in endpoints { await endpoint.shutdown() }
-        for upstream in upstreams { await upstream.shutdown() }
+        let snapshot = state.snapshot
+        for endpoint in snapshot.endpoints { await endpoint.shutdown() }
+        for upstream in snapshot.upstreams { await upstream.shutdown() }
     }
 }
 
 /// Shut down first: ends long-lived streams (GET streams, listen streams) so the HTTP server's
 /// drain only waits for real requests.
 struct StreamCloser: Service {
-    let endpoints: [MCPEndpoint]
+    let state: GatewayState
 
     func run() async throws {
         try? await gracefulShutdown()
-        for endpoint in endpoints { endpoint.closeStreams() }
-    }
-}
-
-/// Reloads the policy on SIGHUP: a policy that does not compile is refused (logged with its
-/// errors) and the running one keeps deciding.
-struct PolicyReloader: Service {
-    let policy: GatewayPolicy?
-    let metrics: Metrics
-    let logger: Logger
-
-    /// Reloads now (SIGHUP or the admin API): the new version, or why it was refused.
-    @discardableResult
-    func reload() -> Result<String, any Error> {
-        guard let engine = policy?.engine else { return .failure(PolicyEngine.CompileError(description: "no Rego policy is configured")) }
-        let result = engine.reload()
-        if case .success = result { metrics.increment("gatehouse_policy_reloads_total", ["success"]) } else {
-            metrics.increment("gatehouse_policy_reloads_total", ["refused"])
-        }
-        return result
-    }
-
-    func run() async throws {
-        guard policy?.engine != nil else {
-            try? await gracefulShutdown()
-            return
-        }
-        let signals = await UnixSignalsSequence(trapping: .sighup)
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                for await _ in signals {
-                    logger.info("SIGHUP: reloading the policy")
-                    reload()
-                }
-            }
-            try? await gracefulShutdown()
-            group.cancelAll()
-        }
+        for endpoint in state.snapshot.endpoints { endpoint.closeStreams() }
     }
 }
 

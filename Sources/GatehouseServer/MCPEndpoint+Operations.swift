@@ -13,7 +13,7 @@ extension MCPEndpoint {
 
     /// After policy allowed the request and before it goes upstream: denied requests do not use
     /// up tokens, and a limited request never reaches the upstream.
-    func rateLimit(_ route: Route, message: JSONRPCMessage, scope: Scope) -> RateRefusal? {
+    func rateLimit(_ route: Route, message: JSONRPCMessage, scope: Scope) async -> RateRefusal? {
         guard let rateLimiter, let method = message.method else { return nil }
         let server: Int?
         let routed: JSONRPCMessage
@@ -24,9 +24,9 @@ extension MCPEndpoint {
         }
         let serverName = server.map { servers[$0].config.name }
         let tool = method == "tools/call" ? routed.params?["name"]?.stringValue : nil
-        guard let refusal = rateLimiter.take(identity: scope.caller.identity.channelKey, client: scope.caller.identity.clientID,
-                                             server: serverName, tool: tool, method: method)
-        else { return nil }
+        let subject = RateLimiter.Subject(identity: scope.caller.identity.channelKey, client: scope.caller.identity.clientID,
+                                          server: serverName, tool: tool, method: method)
+        guard let refusal = await rateLimiter.take(subject) else { return nil }
         let seconds = max(1, Int(refusal.retryAfter.rounded(.up)))
         metrics.increment("gatehouse_rate_limited_total", [refusal.limit])
         recordRequest(message, server: serverName, outcome: "rate_limited", scope: scope)

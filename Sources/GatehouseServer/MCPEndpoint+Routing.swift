@@ -123,7 +123,7 @@ extension MCPEndpoint {
         if case .answer(let answer) = route {
             recordRequest(message, server: nil, outcome: answer.kind == .errorResponse ? "error" : "ok", scope: scope)
         }
-        if let refusal = rateLimit(route, message: message, scope: scope) {
+        if let refusal = await rateLimit(route, message: message, scope: scope) {
             return HTTPResponses.json(refusal.answer, status: .tooManyRequests, headers: refusal.headers)
         }
         return Self.withHeaders(await relay(message, route: route, scope: scope), scope.responseHeaders)

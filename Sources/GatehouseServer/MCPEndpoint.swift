@@ -37,11 +37,13 @@ final class MCPEndpoint: Sendable {
     let policy: GatewayPolicy?
     let metrics: Metrics
     let rateLimiter: RateLimiter?
+    let tracer: Tracer?
 
     init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], sealer: SessionSealer, logger: Logger,
          authenticator: Authenticator? = nil, policy: GatewayPolicy? = nil, metrics: Metrics = Metrics(), rateLimiter: RateLimiter? = nil,
-         keepAlive: Duration = .seconds(15))
+         tracer: Tracer? = nil, keepAlive: Duration = .seconds(15), carrying previous: MCPEndpoint? = nil)
     {
+        self.tracer = tracer
         self.config = config
         self.policy = policy
         self.metrics = metrics
@@ -54,14 +56,28 @@ final class MCPEndpoint: Sendable {
         self.endpoint = endpoint
         self.servers = servers
         self.names = FederationNames(servers: servers.map(\.config.name), naming: endpoint.naming, prefix: endpoint.prefix)
-        self.sessions = SessionStore(maxSessions: config.sessions.maxSessions)
+        // After a reload, an endpoint whose servers are the very same objects keeps the sessions,
+        // listen streams and pooled channels of the one it replaces.
+        if let previous, previous.canCarry(to: servers, naming: endpoint.naming, prefix: endpoint.prefix) {
+            self.sessions = previous.sessions
+            self.hub = previous.hub
+            self.statelessChannels = previous.statelessChannels
+        } else {
+            self.sessions = SessionStore(maxSessions: config.sessions.maxSessions)
+            self.hub = NotificationHub()
+            self.statelessChannels = StatelessChannels()
+        }
         // An ended session stays unresumable here at least as long as an idle one would live.
         self.sessions.endedMemory = .seconds(max(3600, config.sessions.idleTimeoutSeconds))
-        self.hub = NotificationHub()
         self.guards = RequestGuards(security: config.security)
-        self.statelessChannels = StatelessChannels()
         self.logger = logger
         self.keepAlive = keepAlive
+    }
+
+    /// True when a replacement endpoint with these servers can take over this one's sessions.
+    func canCarry(to servers: [UpstreamServer], naming: GatewayConfig.Naming, prefix: GatewayConfig.Naming.Prefix) -> Bool {
+        servers.count == self.servers.count && zip(servers, self.servers).allSatisfy { $0 === $1 }
+            && naming == endpoint.naming && prefix == endpoint.prefix
     }
 
     /// What the endpoint offers: the union of its reachable servers' capabilities.
@@ -563,6 +579,7 @@ final class MCPEndpoint: Sendable {
                     upstream.breaker?.record(success: false)
                     attempt += 1
                     logger.notice("retrying an upstream request", metadata: ["upstream": "\(upstream.config.name)", "attempt": "\(attempt)", "error": "\(error.detail)"])
+                    metrics.increment("gatehouse_upstream_retries_total", [upstream.config.name])
                     try? await Task.sleep(for: .milliseconds(Int64(upstream.config.resilience.retryBackoffSeconds * 1000 * Double(1 << (attempt - 1)))))
                     if let breaker = upstream.breaker, !breaker.allow() { throw error }
                     events = EventIterator(channel.send(request: message, headers: scope.upstreamHeaders))
@@ -678,7 +695,7 @@ final class MCPEndpoint: Sendable {
         let route = await route(message, scope: scope)
         let (scope, denied, _) = await authorize(route, message: message, scope: scope)
         if let denied { return denied }
-        if let refusal = rateLimit(route, message: message, scope: scope) { return refusal.answer }
+        if let refusal = await rateLimit(route, message: message, scope: scope) { return refusal.answer }
         switch route {
         case .answer(let answer): return answer
         case .fanOutList, .broadcast:
@@ -785,6 +802,9 @@ final class MCPEndpoint: Sendable {
             await end(session)
         }
     }
+
+    /// Open long-lived streams: listen streams and session GET streams.
+    var openStreams: Int { hub.count + sessions.all().filter(\.hasStream).count }
 
     /// Ends long-lived streams so graceful shutdown does not wait on them.
     func closeStreams() {

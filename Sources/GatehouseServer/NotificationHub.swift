@@ -61,6 +61,9 @@ final class NotificationHub: @unchecked Sendable {
     private var listeners: [Int: Listener] = [:]
     private var nextID = 0
 
+    /// Open listen streams.
+    var count: Int { lock.withLock { listeners.count } }
+
     /// Adds a listener; its stream carries ready SSE frames (notifications tagged with the
     /// subscription id, and keep-alive comments) and finishes on `closeAll`.
     func add(_ filter: Filter, subscriptionID: JSONValue, keepAlive: Duration) -> AsyncStream<[UInt8]> {

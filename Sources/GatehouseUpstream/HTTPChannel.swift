@@ -38,7 +38,8 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     }
 
     /// Runs the session-era handshake and returns a channel bound to the new upstream session.
-    static func initialize(transport: HTTPTransport, client: ClientDescription, member: Int? = nil, requestTimeout: Double) async throws -> HTTPChannel {
+    static func initialize(transport: HTTPTransport, client: ClientDescription, member: Int? = nil, probe: Bool = false,
+                           requestTimeout: Double) async throws -> HTTPChannel {
         let version = ProtocolVersion.latestSessionEra
         let request = JSONRPCMessage.request(id: 0, method: "initialize", params: [
             "protocolVersion": .string(version.rawValue),
@@ -47,7 +48,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         ])
         let box = Box<JSONRPCMessage?>(nil)
         let head = try await withTimeout(requestTimeout, upstream: transport.serverName) {
-            try await transport.post(request, sessionID: nil, version: version, member: member) { message in
+            try await transport.post(request, sessionID: nil, version: version, member: member, probe: probe) { message in
                 if message.isResponse, message.id == .int(0) {
                     box.value = message
                     return false
@@ -71,20 +72,20 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             serverInfo: result["serverInfo"]?.objectValue, instructions: result["instructions"]?.stringValue)
         let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: head.sessionID, member: head.member, requestTimeout: requestTimeout)
         try await transport.post(.notification(method: "notifications/initialized", params: nil), sessionID: head.sessionID, version: negotiated,
-                                 member: head.member) { _ in true }
+                                 member: head.member, probe: probe) { _ in true }
         channel.startListening()
         return channel
     }
 
     /// Asks a 2026-07-28 upstream `server/discover`. Returns nil if it is not a stateless server.
-    static func discover(transport: HTTPTransport, member: Int? = nil, requestTimeout: Double) async throws -> UpstreamInfo? {
+    static func discover(transport: HTTPTransport, member: Int? = nil, probe: Bool = false, requestTimeout: Double) async throws -> UpstreamInfo? {
         var discover = JSONRPCMessage.request(id: 0, method: "server/discover", params: [:])
         VersionBridge.prepareRequest(&discover, upstream: .v2026_07_28, client: .gateway)
         let request = discover
         let box = Box<JSONRPCMessage?>(nil)
         do {
             try await withTimeout(requestTimeout, upstream: transport.serverName) {
-                try await transport.post(request, sessionID: nil, version: .v2026_07_28, member: member) { message in
+                try await transport.post(request, sessionID: nil, version: .v2026_07_28, member: member, probe: probe) { message in
                     if message.isResponse {
                         box.value = message
                         return false

@@ -37,8 +37,8 @@ struct HTTPTransport: Sendable {
     /// safe for any method).
     @discardableResult
     func post(
-        _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, member: Int? = nil, extraHeaders: [(String, String)] = [],
-        onMessage: (JSONRPCMessage) async throws -> Bool
+        _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, member: Int? = nil, probe: Bool = false,
+        extraHeaders: [(String, String)] = [], onMessage: (JSONRPCMessage) async throws -> Bool
     ) async throws -> Head {
         var request = HTTPClientRequest(url: members.urls[member ?? 0])
         request.method = .POST
@@ -57,24 +57,30 @@ struct HTTPTransport: Sendable {
         let order = member.map { [$0] } ?? members.candidates()
         for (attempt, index) in order.enumerated() {
             request.url = members.urls[index]
-            members.begin(index)
+            if !probe { members.begin(index) }
             let response: HTTPClientResponse
             do {
                 response = try await execute(request)
             } catch let error as UpstreamError where error.neverSent && member == nil && attempt + 1 < order.count {
-                members.end(index, .failure)
+                if !probe { members.end(index, .failure) }
                 continue
+            } catch let error as UpstreamError where error.neverSent && sessionID != nil && members.count > 1 && !probe {
+                // A session's endpoint is gone: the session is lost with it. Said as an ended
+                // session, so a pooled one is reopened on another endpoint and a client's
+                // session ends (it re-initializes) instead of failing forever.
+                members.end(index, .failure)
+                throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "its endpoint \(members.urls[index]) cannot be reached (\(error.detail))")
             } catch {
-                members.end(index, error is CancellationError ? .neutral : .failure)
+                if !probe { members.end(index, error is CancellationError ? .neutral : .failure) }
                 throw error
             }
             do {
                 let head = try await read(response, member: index, sessionID: sessionID, onMessage: onMessage)
-                members.end(index, response.status.code >= 500 ? .failure : .success)
+                if !probe { members.end(index, response.status.code >= 500 ? .failure : .success) }
                 return head
             } catch {
                 let failed = response.status.code >= 500 || (error as? UpstreamError)?.kind == .unavailable
-                members.end(index, error is CancellationError ? .neutral : failed ? .failure : .success)
+                if !probe { members.end(index, error is CancellationError ? .neutral : failed ? .failure : .success) }
                 throw error
             }
         }

@@ -154,10 +154,10 @@ public final class UpstreamServer: @unchecked Sendable {
             return (200..<300).contains(response.status.code)
         }
         let timeout = config.timeouts.requestSeconds
-        if info?.version.isStateless ?? true, try await HTTPChannel.discover(transport: transport, member: member, requestTimeout: timeout) != nil {
+        if info?.version.isStateless ?? true, try await HTTPChannel.discover(transport: transport, member: member, probe: true, requestTimeout: timeout) != nil {
             return true
         }
-        let channel = try await HTTPChannel.initialize(transport: transport, client: .gateway, member: member, requestTimeout: timeout)
+        let channel = try await HTTPChannel.initialize(transport: transport, client: .gateway, member: member, probe: true, requestTimeout: timeout)
         await channel.close()
         return true
     }

@@ -28,18 +28,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Flag(inversion: .prefixedNo, help: "Reload when the config file or its policy files change (polled every second).")
+    var watch = true
+
     func run() async throws {
-        var gatewayConfig: GatewayConfig
+        if let port, !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
+        let source = ConfigSource(path: config, bind: bind, port: port)
+        let gatewayConfig: GatewayConfig
         do {
-            gatewayConfig = try ConfigLoader().load(path: config)
+            gatewayConfig = try source.load()
         } catch {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(1)
-        }
-        if let bind { gatewayConfig.listen.bind = bind }
-        if let port {
-            guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
-            gatewayConfig.listen.port = port
         }
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -50,7 +50,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "gatehouse")
-        try await Gateway(config: gatewayConfig, logger: logger).run()
+        try await Gateway(config: gatewayConfig, logger: logger, source: source, watch: watch).run()
     }
 }
 

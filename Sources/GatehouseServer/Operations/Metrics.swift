@@ -50,6 +50,14 @@ final class Metrics: Sendable {
             Family(name: "gatehouse_rate_limited_total", help: "Requests refused by a rate limit.", kind: .counter, labels: ["limit"]),
             Family(name: "gatehouse_sessions_active", help: "Open session-era sessions.", kind: .gauge, labels: ["endpoint"]),
             Family(name: "gatehouse_upstream_ready", help: "1 when the upstream server completed its handshake.", kind: .gauge, labels: ["server"]),
+            Family(name: "gatehouse_upstream_endpoint_healthy", help: "1 when an endpoint of an upstream server is healthy and not ejected.", kind: .gauge, labels: ["server", "url"]),
+            Family(name: "gatehouse_upstream_endpoint_requests_total", help: "Requests sent to each endpoint of an upstream server.", kind: .counter, labels: ["server", "url"]),
+            Family(name: "gatehouse_upstream_retries_total", help: "Requests sent again after an upstream failure.", kind: .counter, labels: ["server"]),
+            Family(name: "gatehouse_circuit_breaker_open", help: "1 while the upstream's circuit breaker is open.", kind: .gauge, labels: ["server"]),
+            Family(name: "gatehouse_rate_limit_fallback_total", help: "Shared rate limit checks done locally because PostgreSQL could not be reached.", kind: .counter, labels: ["limit"]),
+            Family(name: "gatehouse_config_info", help: "The running config version (value 1).", kind: .gauge, labels: ["version"]),
+            Family(name: "gatehouse_config_reloads_total", help: "Config reloads by result.", kind: .counter, labels: ["result"]),
+            Family(name: "gatehouse_trace_spans_dropped_total", help: "Spans dropped because the export queue was full.", kind: .counter, labels: []),
         ]
         self.families = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
         self.order = all.map(\.name)

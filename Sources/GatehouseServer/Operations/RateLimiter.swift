@@ -1,68 +1,142 @@
 import Foundation
+import GatehouseAuth
 import GatehouseConfig
+import Logging
 import Synchronization
 
-/// Token buckets on MCP requests (`spec.rateLimits`), exact under concurrency within one process:
-/// every check-and-take happens under one lock. Buckets idle for a minute past full are dropped.
+/// Token buckets on MCP requests (`spec.rateLimits`).
+///
+/// Local limits are exact under concurrency within one process: every check-and-take happens
+/// under one lock. Shared limits (`shared: true`) keep their buckets in PostgreSQL: a replica
+/// takes a lease of `leaseTokens` tokens at a time (one fetch in flight per key and replica) and
+/// spends it locally; a lease unused for a second is dropped, never returned. So R replicas
+/// admit at most R × (leaseTokens − 1) requests beyond one shared bucket, and with a lease of 1
+/// the limit is exact. When PostgreSQL cannot be reached, a shared limit falls back to a local
+/// bucket with the same settings (logged and counted) so the gateway keeps serving.
 final class RateLimiter: Sendable {
     struct Bucket {
         var tokens: Double
         var updated: ContinuousClock.Instant
     }
 
+    /// Tokens leased from a shared bucket and not yet spent.
+    struct Lease {
+        var tokens: Int
+        var expires: ContinuousClock.Instant
+    }
+
     /// Why a request was refused and when to come back.
     struct Refusal: Sendable {
         var limit: String
         var retryAfter: Double
+        /// A leased token was spent by a concurrent request: fetch again rather than refuse.
+        var leaseSpent = false
+    }
+
+    /// The caller and target of one request: what limit keys are made of.
+    struct Subject: Sendable {
+        var identity: String
+        var client: String?
+        var server: String?
+        var tool: String?
+        var method: String
     }
 
     let limits: [GatewayConfig.RateLimit]
+    let shared: SharedRateLimits?
+    let metrics: Metrics?
+    let logger: Logger?
     let buckets = Mutex<[String: Bucket]>([:])
+    let leases = Mutex<[String: Lease]>([:])
     let lastSweep = Mutex(ContinuousClock.now)
+    static let leaseLifetime = Duration.seconds(1)
 
-    init(limits: [GatewayConfig.RateLimit]) { self.limits = limits }
+    init(limits: [GatewayConfig.RateLimit], shared: SharedRateLimits? = nil, metrics: Metrics? = nil, logger: Logger? = nil) {
+        self.limits = limits
+        self.shared = limits.contains(where: \.shared) ? shared : nil
+        self.metrics = metrics
+        self.logger = logger
+    }
 
     var isEmpty: Bool { limits.isEmpty }
 
-    /// Takes a token from every limit that applies, or from none (the first limit without one
-    /// refuses the request and nothing is taken).
-    func take(identity: String, client: String?, server: String?, tool: String?, method: String,
-              now: ContinuousClock.Instant = .now) -> Refusal?
-    {
-        let applicable = limits.filter { limit in
-            limit.methods.contains(method)
-                && (limit.servers.isEmpty || server.map(limit.servers.contains) == true)
-                && (limit.tools.isEmpty || tool.map(limit.tools.contains) == true)
-        }
-        guard !applicable.isEmpty else { return nil }
-        let keys = applicable.map { limit in
-            limit.name + "\u{1F}" + limit.key.map { dimension in
+    func applicable(to subject: Subject) -> [(limit: GatewayConfig.RateLimit, key: String)] {
+        limits.compactMap { limit in
+            guard limit.methods.contains(subject.method),
+                limit.servers.isEmpty || subject.server.map(limit.servers.contains) == true,
+                limit.tools.isEmpty || subject.tool.map(limit.tools.contains) == true
+            else { return nil }
+            let key = limit.name + "\u{1F}" + limit.key.map { dimension in
                 switch dimension {
-                case .identity: identity
-                case .client: client ?? "-"
-                case .server: server ?? "-"
-                case .tool: tool ?? "-"
+                case .identity: subject.identity
+                case .client: subject.client ?? "-"
+                case .server: subject.server ?? "-"
+                case .tool: subject.tool ?? "-"
                 }
             }.joined(separator: "\u{1F}")
+            return (limit, key)
         }
+    }
+
+    /// Takes a token from every limit that applies, or from none (the first limit without one
+    /// refuses the request and nothing is taken).
+    func take(_ subject: Subject, now: ContinuousClock.Instant = .now) async -> Refusal? {
+        let applicable = applicable(to: subject)
+        guard !applicable.isEmpty else { return nil }
         sweepIfDue(now)
-        return buckets.withLock { buckets in
-            var refilled: [Bucket] = []
-            for (limit, key) in zip(applicable, keys) {
-                var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updated: now)
-                let elapsed = Self.seconds(now - bucket.updated)
-                bucket.tokens = min(Double(limit.burst), bucket.tokens + elapsed * limit.requestsPerSecond)
-                bucket.updated = now
-                if bucket.tokens < 1 {
-                    return Refusal(limit: limit.name, retryAfter: (1 - bucket.tokens) / limit.requestsPerSecond)
+        guard let shared else { return takeLocally(applicable, sharedKeys: [], now: now) }
+        while true {
+            // Shared limits: make sure a lease is there (or learn that the shared bucket is empty).
+            var sharedKeys: Set<String> = []
+            for (limit, key) in applicable where limit.shared {
+                switch await shared.ensureLease(limit: limit, key: key, limiter: self) {
+                case .ready: sharedKeys.insert(key)
+                case .refused(let retryAfter): return Refusal(limit: limit.name, retryAfter: retryAfter)
+                case .unavailable: metrics?.increment("gatehouse_rate_limit_fallback_total", [limit.name])
                 }
-                refilled.append(bucket)
             }
-            for (key, var bucket) in zip(keys, refilled) {
-                bucket.tokens -= 1
-                buckets[key] = bucket
+            let refusal = takeLocally(applicable, sharedKeys: sharedKeys, now: .now)
+            if refusal?.leaseSpent != true { return refusal }
+        }
+    }
+
+    /// Local limits only, synchronously (shared limits need `take(_:)`).
+    func take(identity: String, client: String?, server: String?, tool: String?, method: String, now: ContinuousClock.Instant = .now) -> Refusal? {
+        let applicable = applicable(to: Subject(identity: identity, client: client, server: server, tool: tool, method: method))
+        guard !applicable.isEmpty else { return nil }
+        sweepIfDue(now)
+        return takeLocally(applicable, sharedKeys: [], now: now)
+    }
+
+    /// The synchronous part: local buckets and leased tokens, all or nothing under the locks.
+    func takeLocally(_ applicable: [(limit: GatewayConfig.RateLimit, key: String)], sharedKeys: Set<String>, now: ContinuousClock.Instant) -> Refusal? {
+        leases.withLock { leases in
+            buckets.withLock { buckets in
+                var refilled: [(String, Bucket)] = []
+                for (limit, key) in applicable {
+                    if sharedKeys.contains(key) {
+                        guard let lease = leases[key], lease.tokens > 0, lease.expires > now else {
+                            // Spent by a concurrent request since it was fetched.
+                            return Refusal(limit: limit.name, retryAfter: 0, leaseSpent: true)
+                        }
+                        continue
+                    }
+                    var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updated: now)
+                    let elapsed = Self.seconds(now - bucket.updated)
+                    bucket.tokens = min(Double(limit.burst), bucket.tokens + elapsed * limit.requestsPerSecond)
+                    bucket.updated = now
+                    if bucket.tokens < 1 {
+                        return Refusal(limit: limit.name, retryAfter: (1 - bucket.tokens) / limit.requestsPerSecond)
+                    }
+                    refilled.append((key, bucket))
+                }
+                for (key, var bucket) in refilled {
+                    bucket.tokens -= 1
+                    buckets[key] = bucket
+                }
+                for key in sharedKeys { leases[key]?.tokens -= 1 }
+                return nil
             }
-            return nil
         }
     }
 
@@ -77,9 +151,71 @@ final class RateLimiter: Sendable {
         buckets.withLock { buckets in
             buckets = buckets.filter { Self.seconds(now - $0.value.updated) < slowest + 60 }
         }
+        leases.withLock { leases in leases = leases.filter { $0.value.expires > now } }
     }
 
     static func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+
+/// The PostgreSQL side of shared limits: fetches leases, one fetch in flight per key.
+final class SharedRateLimits: Sendable {
+    let store: AuthStore
+    let logger: Logger
+    private let inFlight = Mutex<[String: Task<LeaseResult, Never>]>([:])
+    private let lastWarning = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(store: AuthStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    enum LeaseResult: Sendable {
+        case ready
+        case refused(Double)
+        case unavailable
+    }
+
+    /// Makes sure the replica holds at least one leased token for `key`.
+    func ensureLease(limit: GatewayConfig.RateLimit, key: String, limiter: RateLimiter) async -> LeaseResult {
+        while true {
+            let now = ContinuousClock.now
+            if limiter.leases.withLock({ ($0[key].map { $0.tokens > 0 && $0.expires > now }) ?? false }) { return .ready }
+            let (task, owner) = inFlight.withLock { tasks -> (Task<LeaseResult, Never>, Bool) in
+                if let running = tasks[key] { return (running, false) }
+                let task = Task { await self.fetch(limit: limit, key: key, limiter: limiter) }
+                tasks[key] = task
+                return (task, true)
+            }
+            let result = await task.value
+            if owner { _ = inFlight.withLock { $0.removeValue(forKey: key) } }
+            switch result {
+            case .ready: continue  // spend it (or, if others spent it first, fetch again)
+            case .refused, .unavailable: return result
+            }
+        }
+    }
+
+    private func fetch(limit: GatewayConfig.RateLimit, key: String, limiter: RateLimiter) async -> LeaseResult {
+        do {
+            if let retryAfter = try await store.takeSharedTokens(key: key, burst: limit.burst, rate: limit.requestsPerSecond, lease: limit.leaseTokens) {
+                return .refused(retryAfter)
+            }
+            let expires = ContinuousClock.now + RateLimiter.leaseLifetime
+            limiter.leases.withLock { $0[key] = RateLimiter.Lease(tokens: limit.leaseTokens, expires: expires) }
+            return .ready
+        } catch {
+            let now = ContinuousClock.now
+            let warn = lastWarning.withLock { last -> Bool in
+                guard last.map({ now - $0 > .seconds(10) }) ?? true else { return false }
+                last = now
+                return true
+            }
+            if warn {
+                logger.warning("shared rate limit unavailable; limiting on this replica alone", metadata: ["limit": "\(limit.name)", "error": "\(error)"])
+            }
+            return .unavailable
+        }
     }
 }

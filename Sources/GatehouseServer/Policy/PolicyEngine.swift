@@ -84,6 +84,15 @@ final class PolicyEngine: Sendable {
 
     var version: String { current.withLock { $0.version } }
 
+    /// Installs a policy compiled beforehand (a config reload compiles before it swaps).
+    func install(_ snapshot: Snapshot) {
+        let old = current.withLock { state -> String in
+            defer { state = snapshot }
+            return state.version
+        }
+        if old != snapshot.version { logger.info("policy reloaded", metadata: ["version": "\(snapshot.version)", "previous": "\(old)"]) }
+    }
+
     /// Recompiles from disk; on failure the running policy stays.
     @discardableResult
     func reload() -> Result<String, any Error> {
