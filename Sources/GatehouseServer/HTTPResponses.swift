@@ -5,6 +5,8 @@ import NIOCore
 
 extension HTTPField.Name {
     static let mcpSessionID = HTTPField.Name(MCPHeader.sessionID)!
+    static let traceparent = HTTPField.Name("traceparent")!
+    static let tracestate = HTTPField.Name("tracestate")!
     static let mcpProtocolVersion = HTTPField.Name(MCPHeader.protocolVersion)!
     static let mcpMethod = HTTPField.Name(MCPHeader.method)!
     static let mcpName = HTTPField.Name(MCPHeader.name)!

@@ -30,6 +30,8 @@ extension MCPEndpoint {
         var upstreamStarted: ContinuousClock.Instant?
         /// Runs once when the request's answer is complete (JSON sent or stream ended).
         var onFinish: (@Sendable () -> Void)?
+        /// The request's SERVER span, when tracing is on and the trace is sampled.
+        var span: Span?
     }
 
     static let listKeys: [String: String] = [
@@ -110,10 +112,26 @@ extension MCPEndpoint {
         }
     }
 
-    /// Routes and relays one request.
+    /// Routes and relays one request (in its SERVER span when tracing is on).
     func relay(_ message: JSONRPCMessage, scope: Scope) async -> Response {
+        guard let tracer, message.kind == .request else { return await relayTraced(message, scope: scope) }
+        var scope = scope
+        let span = startServerSpan(message, scope: scope, tracer: tracer)
+        scope.span = span
+        let response = await relayTraced(message, scope: scope)
+        if response.status.code >= 400 { span?.setError(String(response.status.code)) }
+        span?.end()
+        return response
+    }
+
+    private func relayTraced(_ message: JSONRPCMessage, scope: Scope) async -> Response {
         let route = await route(message, scope: scope)
+        let policySpan = policy == nil ? nil : scope.span?.child("gatehouse.policy", kind: .internal)
         let (scope, denied, missing) = await authorize(route, message: message, scope: scope)
+        if let policySpan {
+            policySpan.setAttribute("gatehouse.policy.decision", .string(denied == nil ? "allow" : "deny"))
+            policySpan.end()
+        }
         if let denied {
             var server: String?
             if case .server(let index, _) = route { server = servers[index].config.name }
@@ -169,7 +187,29 @@ extension MCPEndpoint {
             let slot = UpstreamSlot(servers[index])
             scope.onFinish = { slot.release() }
             scope.session?.track(message, server: index)
-            return await forward(routed, server: index, channel: channel, scope: scope)
+            guard let span = scope.span else { return await forward(routed, server: index, channel: channel, scope: scope) }
+            // The upstream call's CLIENT span, propagated in the headers and (2026-07-28) in `_meta`.
+            let client = span.child(span.name, kind: .client)
+            client.setAttribute("gatehouse.server", .string(servers[index].config.name))
+            if case .http(let http) = servers[index].config.transport, let url = URLComponents(string: http.url) {
+                client.setAttribute("server.address", .string(url.host ?? ""))
+                if let port = url.port { client.setAttribute("server.port", .int(port)) }
+            }
+            scope.upstreamHeaders.append(("traceparent", client.context.traceparent))
+            if let state = client.context.traceState { scope.upstreamHeaders.append(("tracestate", state)) }
+            var traced = routed
+            if servers[index].info?.version.isStateless == true {
+                var params = traced.params ?? [:]
+                var meta = params["_meta"]?.objectValue ?? [:]
+                meta["traceparent"] = .string(client.context.traceparent)
+                meta["tracestate"] = client.context.traceState.map { .string($0) }
+                params["_meta"] = .object(meta)
+                traced.params = params
+            }
+            let response = await forward(traced, server: index, channel: channel, scope: scope)
+            if response.status.code >= 400 { client.setError(String(response.status.code)) }
+            client.end()
+            return response
         }
     }
 
@@ -329,5 +369,42 @@ extension MCPEndpoint {
                 }
             }
         }
+    }
+}
+
+// MARK: Tracing
+
+/// What tracing needs from the HTTP request: W3C trace context headers and when
+/// authentication ran (its span is recorded once the request's span exists).
+struct TraceFacts: Sendable {
+    var traceparent: String?
+    var tracestate: String?
+    var authStarted: UInt64
+    var authEnded: UInt64
+}
+
+extension MCPEndpoint {
+    /// The SERVER span of one JSON-RPC request: its parent from `params._meta` (the 2026-07-28
+    /// way) or else the HTTP headers; named `<method>` or `<method> <tool or prompt>`.
+    func startServerSpan(_ message: JSONRPCMessage, scope: Scope, tracer: Tracer) -> Span? {
+        let meta = message.params?["_meta"]?.objectValue
+        let facts = scope.caller.trace
+        let parent = meta?["traceparent"]?.stringValue.flatMap { TraceContext.parse(traceparent: $0, tracestate: meta?["tracestate"]?.stringValue) }
+            ?? facts?.traceparent.flatMap { TraceContext.parse(traceparent: $0, tracestate: facts?.tracestate) }
+        let method = message.method ?? ""
+        let target = method == "tools/call" || method == "prompts/get" ? message.params?["name"]?.stringValue : nil
+        guard let span = tracer.startSpan(target.map { "\(method) \($0)" } ?? method, kind: .server, parent: parent) else { return nil }
+        span.setAttribute("mcp.method.name", .string(method))
+        if method == "tools/call", let target { span.setAttribute("gen_ai.tool.name", .string(target)) }
+        if method == "prompts/get", let target { span.setAttribute("gen_ai.prompt.name", .string(target)) }
+        if let id = message.id { span.setAttribute("jsonrpc.request.id", .string(id.stringValue ?? JSONWriter.string(id))) }
+        span.setAttribute("mcp.protocol.version", .string(scope.clientVersion.rawValue))
+        span.setAttribute("gatehouse.endpoint", .string(endpoint.path))
+        if let facts, facts.authStarted > 0 {
+            tracer.record(SpanRecord(name: "gatehouse.authenticate", kind: .internal, traceID: span.context.traceID, spanID: Tracer.randomID(8),
+                                     parentSpanID: span.context.spanID, startUnixNanos: facts.authStarted, endUnixNanos: facts.authEnded,
+                                     attributes: [("enduser.id", .string(scope.caller.identity.subject))], error: nil))
+        }
+        return span
     }
 }

@@ -145,11 +145,16 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .forbidden, id: nil, code: JSONRPCErrorCode.invalidRequest, message: refusal.message)
         }
         var context = context
+        let authStarted = tracer == nil ? 0 : Tracer.nowUnixNanos()
         switch await authGate.check(request) {
         case .refused(let response): return response
         case .allowed(let identity): context.identity = identity
         }
-        let caller = makeCaller(request, context: context)
+        var caller = makeCaller(request, context: context)
+        if tracer != nil {
+            caller.trace = TraceFacts(traceparent: request.headers[.traceparent], tracestate: request.headers[.tracestate],
+                                      authStarted: authStarted, authEnded: Tracer.nowUnixNanos())
+        }
         context.caller = caller
         // Phase one of policy: the match pipeline, once per HTTP request, before the body.
         if let policy, !policy.checkPipeline(caller) {

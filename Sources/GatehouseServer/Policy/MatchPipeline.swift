@@ -12,6 +12,8 @@ struct Caller: Sendable {
     /// Lowercased names; never `authorization` or `cookie`.
     var headers: [String: String]
     var endpoint: String
+    /// W3C trace context from the HTTP headers and when authentication ran (tracing only).
+    var trace: TraceFacts?
 
     static let hiddenHeaders: Set<String> = ["authorization", "cookie", "proxy-authorization"]
 
