@@ -6,6 +6,7 @@ import NIOCore
 extension HTTPField.Name {
     static let mcpSessionID = HTTPField.Name(MCPHeader.sessionID)!
     static let traceparent = HTTPField.Name("traceparent")!
+    static let xRequestID = HTTPField.Name("X-Request-Id")!
     static let tracestate = HTTPField.Name("tracestate")!
     static let mcpProtocolVersion = HTTPField.Name(MCPHeader.protocolVersion)!
     static let mcpMethod = HTTPField.Name(MCPHeader.method)!

@@ -134,7 +134,9 @@ final class MCPEndpoint: Sendable {
     static let serverInfo: JSONObject = ["name": "gatehouse", "version": .string(GatehouseVersion.current)]
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let response = await handleRequest(request, context: context)
+        let id = RequestID.accept(request.headers[.xRequestID])
+        var response = await RequestID.$current.withValue(id) { await handleRequest(request, context: context) }
+        response.headers[.xRequestID] = id
         metrics.increment("gatehouse_http_requests_total", [endpoint.path, request.method.rawValue, String(response.status.code)])
         return response
     }

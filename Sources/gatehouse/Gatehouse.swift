@@ -28,6 +28,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Log format: text (for people) or json (one object per line, for log shippers).")
+    var logFormat: String = "text"
+
     @Flag(inversion: .prefixedNo, help: "Reload when the config file or its policy files change (polled every second).")
     var watch = true
 
@@ -44,11 +47,18 @@ struct Serve: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap({ label, provider in
+            if json {
+                var handler = JSONLogHandler(label: label, metadataProvider: provider)
+                handler.logLevel = level
+                return handler
+            }
+            var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
             handler.logLevel = level
             return handler
-        }
+        }, metadataProvider: .gatehouse)
         let logger = Logger(label: "gatehouse")
         try await Gateway(config: gatewayConfig, logger: logger, source: source, watch: watch).run()
     }
