@@ -5,7 +5,7 @@ import MCPWire
 public struct Identity: Sendable {
     public enum Kind: String, Sendable { case anonymous, user, machine }
     /// How the caller proved who it is.
-    public enum Source: String, Sendable { case anonymous, jwt, introspection, apiKey = "api_key" }
+    public enum Source: String, Sendable { case anonymous, jwt, introspection, apiKey = "api_key", clientCertificate = "client_certificate" }
 
     public var kind: Kind
     public var subject: String

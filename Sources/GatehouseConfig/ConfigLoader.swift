@@ -251,6 +251,27 @@ struct DocumentReader {
         if let listenNode = fields.take("listen"), var listen = Fields(listenNode, path: "spec.listen", reader: &self) {
             if let bind = listen.string("bind", reader: &self) { spec.listen.bind = bind.value }
             if let port = listen.int("port", range: 0...65535, reader: &self) { spec.listen.port = port }
+            if let node = listen.take("tls"), var tls = Fields(node, path: "spec.listen.tls", reader: &self) {
+                let certificate = tls.string("certificateFile", required: true, reader: &self)
+                let key = tls.string("keyFile", required: true, reader: &self)
+                let clientCA = tls.string("clientCAFile", reader: &self)
+                for file in [certificate, key, clientCA].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: file.value) {
+                    report(file.node, "cannot read '\(file.value)'", hint: "give the path of a PEM file gatehouse can read")
+                }
+                if let certificate, let key {
+                    var config = GatewayConfig.TLS(certificateFile: certificate.value, keyFile: key.value)
+                    config.clientCAFile = clientCA?.value
+                    if let mode = tls.string("clientCertificates", reader: &self) {
+                        if let value = GatewayConfig.TLS.ClientCertificates(rawValue: mode.value) { config.clientCertificates = value } else {
+                            report(mode.node, "unknown clientCertificates mode '\(mode.value)'", hint: "use optional or required (with clientCAFile)")
+                        }
+                        if clientCA == nil { report(mode.node, "spec.listen.tls.clientCertificates needs clientCAFile", hint: "the CA bundle that signs client certificates") }
+                    }
+                    if let http2 = tls.bool("http2", reader: &self) { config.http2 = http2 }
+                    spec.listen.tls = config
+                }
+                tls.finish(reader: &self)
+            }
             listen.finish(reader: &self)
         }
         let path = fields.string("path", reader: &self)
@@ -490,6 +511,25 @@ struct DocumentReader {
             }
             if let headersNode = http.take("headers") { config.headers = readSecretMap(headersNode, path: "spec.http.headers") }
             if let node = http.take("clientCredentials") { config.clientCredentials = readClientCredentials(node) }
+            if let node = http.take("tls"), var tls = Fields(node, path: "spec.http.tls", reader: &self) {
+                var upstreamTLS = ServerConfig.HTTP.UpstreamTLS()
+                for key in ["caFile", "certificateFile", "keyFile"] {
+                    guard let file = tls.string(key, reader: &self) else { continue }
+                    if !FileManager.default.isReadableFile(atPath: file.value) {
+                        report(file.node, "cannot read spec.http.tls.\(key) '\(file.value)'", hint: "give the path of a PEM file gatehouse can read")
+                    }
+                    switch key {
+                    case "caFile": upstreamTLS.caFile = file.value
+                    case "certificateFile": upstreamTLS.certificateFile = file.value
+                    default: upstreamTLS.keyFile = file.value
+                    }
+                }
+                if (upstreamTLS.certificateFile == nil) != (upstreamTLS.keyFile == nil) {
+                    report(node, "spec.http.tls needs both certificateFile and keyFile for a client certificate")
+                }
+                tls.finish(reader: &self)
+                config.tls = upstreamTLS
+            }
             if valid, !urls.isEmpty { transport = .http(config) }
             http.finish(reader: &self)
         }

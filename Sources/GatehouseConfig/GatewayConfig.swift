@@ -135,7 +135,30 @@ public struct GatewayConfig: Sendable, Equatable {
     public struct Listen: Sendable, Equatable {
         public var bind: String = "127.0.0.1"
         public var port: Int = 8080
+        public var tls: TLS?
         public init() {}
+    }
+
+    /// TLS on a listener. The files are read again when they change (certificate rotation
+    /// without a restart); a new pair that does not load is refused and the old one stays.
+    public struct TLS: Sendable, Equatable {
+        public enum ClientCertificates: String, Sendable, Equatable, CaseIterable {
+            case optional
+            case required
+        }
+
+        public var certificateFile: String
+        public var keyFile: String
+        /// CA bundle for client certificates (mTLS); nil: none are asked for.
+        public var clientCAFile: String?
+        public var clientCertificates: ClientCertificates = .optional
+        /// Offer HTTP/2 (ALPN h2) next to HTTP/1.1.
+        public var http2 = true
+
+        public init(certificateFile: String, keyFile: String) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+        }
     }
 
     public struct Security: Sendable, Equatable {
@@ -327,6 +350,16 @@ public struct ServerConfig: Sendable, Equatable {
         public var headers: [(name: String, value: Secret)]
         /// A bearer token obtained with OAuth client credentials from the upstream's issuer.
         public var clientCredentials: ClientCredentials?
+        /// TLS towards an https upstream: a CA bundle to trust instead of the system's, and a
+        /// client certificate to present.
+        public var tls: UpstreamTLS?
+
+        public struct UpstreamTLS: Sendable, Equatable {
+            public var caFile: String?
+            public var certificateFile: String?
+            public var keyFile: String?
+            public init() {}
+        }
 
         public enum Balance: String, Sendable, Equatable, CaseIterable {
             case roundRobin = "round-robin"
@@ -347,6 +380,7 @@ public struct ServerConfig: Sendable, Equatable {
         public static func == (lhs: HTTP, rhs: HTTP) -> Bool {
             lhs.urls == rhs.urls && lhs.balance == rhs.balance && lhs.headers.map(\.name) == rhs.headers.map(\.name)
                 && lhs.headers.map(\.value) == rhs.headers.map(\.value) && lhs.clientCredentials == rhs.clientCredentials
+                && lhs.tls == rhs.tls
         }
     }
 
@@ -440,7 +474,7 @@ extension GatewayConfig {
     public var publicBaseURL: String {
         if let url = auth?.publicURL { return url.hasSuffix("/") ? String(url.dropLast()) : url }
         let host = listen.bind == "0.0.0.0" || listen.bind == "::" ? "127.0.0.1" : listen.bind
-        return "http://\(host.contains(":") ? "[\(host)]" : host):\(listen.port)"
+        return "\(listen.tls == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(listen.port)"
     }
 
     /// The RFC 8707 resource identifier of an endpoint: the URL clients call it at.

@@ -28,8 +28,13 @@ struct AuthGate: Sendable {
         case refused(Response)
     }
 
-    func check(_ request: Request) async -> Outcome {
-        guard mode == .required else { return .allowed(.anonymous) }
+    /// `certificate`: the connection's verified client certificate (mTLS), if any — an identity
+    /// for callers without a bearer token.
+    func check(_ request: Request, certificate: ClientCertificate? = nil) async -> Outcome {
+        let certified = certificate.map {
+            Identity(kind: .machine, subject: $0.subject, issuer: $0.issuer.map { "x509:" + $0 } ?? "x509", source: .clientCertificate)
+        }
+        guard mode == .required else { return .allowed(request.headers[.authorization] == nil ? certified ?? .anonymous : .anonymous) }
         // Tokens in URLs end up in logs and histories: refused whatever else the request holds.
         if let query = request.uri.query, AuthHTTPRequest.parseForm(query).contains(where: { $0.0 == "access_token" }) {
             failed("token_in_query")
@@ -37,6 +42,14 @@ struct AuthGate: Sendable {
                                     description: "access tokens are not accepted in the query string; send them in the Authorization header"))
         }
         let headers = request.headers[values: .authorization]
+        if headers.isEmpty, let certified {
+            guard scopes.isEmpty else {
+                failed("insufficient_scope")
+                return .refused(challenge(status: .forbidden, error: "insufficient_scope", description: "a client certificate carries no scopes",
+                                          message: "Forbidden: this endpoint needs the scope \(scopes.joined(separator: " ")), which a client certificate cannot carry; use an access token"))
+            }
+            return .allowed(certified)
+        }
         guard let header = headers.first else {
             failed("missing")
             return .refused(challenge(status: .unauthorized, error: nil, description: nil,

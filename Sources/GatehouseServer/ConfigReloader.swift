@@ -30,7 +30,13 @@ final class ConfigReloader: Service, Sendable {
     /// The version of the last refused file, so a bad file is reported once, not every second.
     private let refusedVersion = Mutex<String?>(nil)
 
-    init(source: ConfigSource?, watch: Bool, state: GatewayState, shared: GatewayShared, starter: AsyncStream<UpstreamServer>.Continuation) {
+    /// The listener's certificate, read again when its files change (every 5 s).
+    let certificates: TLSCertificates?
+
+    init(source: ConfigSource?, watch: Bool, state: GatewayState, shared: GatewayShared, starter: AsyncStream<UpstreamServer>.Continuation,
+         certificates: TLSCertificates? = nil)
+    {
+        self.certificates = certificates
         self.source = source
         self.watch = watch
         self.state = state
@@ -126,6 +132,14 @@ final class ConfigReloader: Service, Sendable {
                         let onDisk = source.version(of: snapshot.config)
                         guard onDisk != snapshot.version, onDisk != self.refusedVersion.withLock({ $0 }) else { continue }
                         _ = await self.reload(trigger: "file change")
+                    }
+                }
+            }
+            if let certificates {
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(5))
+                        if certificates.reloadIfChanged() { self.shared.logger.info("TLS certificate reloaded") }
                     }
                 }
             }

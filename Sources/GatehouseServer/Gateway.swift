@@ -111,13 +111,16 @@ public struct Gateway: Sendable {
         }
         router.get("/readyz") { _, _ in Self.readiness(state.snapshot) }
         let responder = GatewayResponder(state: state, auth: auth, fallback: router.buildResponder())
+        let certificates = try config.listen.tls.map { try TLSCertificates(config: $0, logger: logger) }
+        let scheme = certificates == nil ? "http" : "https"
         let app = Application(
             responder: responder,
+            server: try certificates?.serverBuilder() ?? .http1(),
             configuration: .init(address: .hostname(config.listen.bind, port: config.listen.port), serverName: "gatehouse"),
             onServerRunning: { [logger, config] channel in
                 let port = channel.localAddress?.port ?? config.listen.port
                 for endpoint in config.endpoints {
-                    logger.info("listening", metadata: ["url": "http://\(config.listen.bind):\(port)\(endpoint.path)", "servers": "\(endpoint.servers.joined(separator: ","))"])
+                    logger.info("listening", metadata: ["url": "\(scheme)://\(config.listen.bind):\(port)\(endpoint.path)", "servers": "\(endpoint.servers.joined(separator: ","))"])
                 }
                 onListening(config.listen.bind, port)
             },
@@ -148,7 +151,7 @@ public struct Gateway: Sendable {
             return samples
         }
         let streamCloser = StreamCloser(state: state)
-        let reloader = ConfigReloader(source: source, watch: watch, state: state, shared: shared, starter: starter)
+        let reloader = ConfigReloader(source: source, watch: watch, state: state, shared: shared, starter: starter, certificates: certificates)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: upstreamService),
             .init(service: app),

@@ -9,7 +9,7 @@ public struct GatewayRequestContext: RequestContext {
     public var identity: Identity = .anonymous
     /// Identity plus request facts, for policy; set by the endpoint after authentication.
     var caller: Caller?
-    private let channel: any Channel
+    let channel: any Channel
 
     public init(source: Source) {
         self.coreContext = .init(source: source)

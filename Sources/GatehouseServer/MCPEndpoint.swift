@@ -148,7 +148,8 @@ final class MCPEndpoint: Sendable {
         }
         var context = context
         let authStarted = tracer == nil ? 0 : Tracer.nowUnixNanos()
-        switch await authGate.check(request) {
+        let certificate = config.listen.tls?.clientCAFile == nil ? nil : await ClientCertificate.of(context.channel)
+        switch await authGate.check(request, certificate: certificate) {
         case .refused(let response): return response
         case .allowed(let identity): context.identity = identity
         }

@@ -5,6 +5,7 @@ import Logging
 import MCPWire
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Streamable HTTP, client side: one POST per message, answers read as JSON or as an SSE stream
 /// whose events are handed over as they arrive.
@@ -20,7 +21,23 @@ struct HTTPTransport: Sendable {
     /// every connection the requests need.
     let streamClient: HTTPClient
     let logger: Logger
+    /// TLS towards an https upstream (`spec.http.tls`); nil: the client's defaults.
+    var tls: TLSConfiguration? = nil
     static let maxJSONBody = 32 << 20
+
+    /// The TLS settings of `spec.http.tls`: its CA bundle instead of the system's, its client
+    /// certificate; TLS 1.2 or later.
+    static func tlsConfiguration(_ config: ServerConfig.HTTP.UpstreamTLS?) -> TLSConfiguration? {
+        guard let config else { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let ca = config.caFile { tls.trustRoots = .file(ca) }
+        if let certificate = config.certificateFile, let key = config.keyFile {
+            tls.certificateChain = (try? NIOSSLCertificate.fromPEMFile(certificate))?.map { .certificate($0) } ?? []
+            if let privateKey = try? NIOSSLPrivateKey(file: key, format: .pem) { tls.privateKey = .privateKey(privateKey) }
+        }
+        return tls
+    }
 
     struct Head: Sendable {
         var status: Int
@@ -164,6 +181,7 @@ struct HTTPTransport: Sendable {
     }
 
     private func addCommonHeaders(_ request: inout HTTPClientRequest, sessionID: String?, version: ProtocolVersion) async throws {
+        request.tlsConfiguration = tls
         if version.hasVersionHeader { request.headers.add(name: MCPHeader.protocolVersion, value: version.rawValue) }
         if let sessionID { request.headers.add(name: MCPHeader.sessionID, value: sessionID) }
         for header in headers { request.headers.add(name: header.name, value: header.value.value) }

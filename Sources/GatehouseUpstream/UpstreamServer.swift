@@ -66,7 +66,7 @@ public final class UpstreamServer: @unchecked Sendable {
                 headers: http.headers,
                 credentials: http.clientCredentials.map { ClientCredentialsToken(config: $0, serverName: config.name, client: httpClient, logger: logger) },
                 client: httpClient,
-                streamClient: streamClient ?? httpClient, logger: logger))
+                streamClient: streamClient ?? httpClient, logger: logger, tls: HTTPTransport.tlsConfiguration(http.tls)))
         case .stdio(let stdio):
             backend = .stdio(StdioUpstream(name: config.name, stdio: stdio, timeouts: config.timeouts, logger: logger))
         }
@@ -150,7 +150,9 @@ public final class UpstreamServer: @unchecked Sendable {
             components.path = path
             components.query = nil
             guard let url = components.string else { return false }
-            let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .seconds(Int64(max(1, config.healthCheck?.timeoutSeconds ?? 2))))
+            var request = HTTPClientRequest(url: url)
+            request.tlsConfiguration = transport.tls
+            let response = try await httpClient.execute(request, timeout: .seconds(Int64(max(1, config.healthCheck?.timeoutSeconds ?? 2))))
             return (200..<300).contains(response.status.code)
         }
         let timeout = config.timeouts.requestSeconds

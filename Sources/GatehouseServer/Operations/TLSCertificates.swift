@@ -1,0 +1,125 @@
+import Crypto
+import Foundation
+import GatehouseConfig
+import Hummingbird
+import HummingbirdCore
+import HummingbirdHTTP2
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// The listener's certificate and key, read again when the files change: every TLS handshake
+/// takes the current pair (through NIOSSL's context callback), so a rotated certificate is
+/// served to new connections without a restart. A pair that does not load is refused (logged)
+/// and the previous one stays.
+final class TLSCertificates: Sendable {
+    let config: GatewayConfig.TLS
+    let logger: Logger
+    private struct Loaded: Sendable {
+        var chain: [NIOSSLCertificate]
+        var key: NIOSSLPrivateKey
+        var fingerprint: String
+    }
+
+    private let current: Mutex<Loaded>
+
+    init(config: GatewayConfig.TLS, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.current = Mutex(try Self.load(config))
+    }
+
+    struct TLSFileError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private static func load(_ config: GatewayConfig.TLS) throws -> Loaded {
+        let certificateBytes: [UInt8]
+        let keyBytes: [UInt8]
+        do {
+            certificateBytes = Array(try Data(contentsOf: URL(fileURLWithPath: config.certificateFile)))
+            keyBytes = Array(try Data(contentsOf: URL(fileURLWithPath: config.keyFile)))
+        } catch {
+            throw TLSFileError(description: "cannot read the TLS certificate or key: \(error.localizedDescription)")
+        }
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMBytes(certificateBytes)
+        } catch {
+            throw TLSFileError(description: "\(config.certificateFile) holds no PEM certificate")
+        }
+        do {
+            key = try NIOSSLPrivateKey(bytes: keyBytes, format: .pem)
+        } catch {
+            throw TLSFileError(description: "\(config.keyFile) holds no PEM private key")
+        }
+        guard !chain.isEmpty else { throw TLSFileError(description: "\(config.certificateFile) holds no PEM certificate") }
+        var hasher = SHA256()
+        hasher.update(data: Data(certificateBytes))
+        hasher.update(data: Data(keyBytes))
+        return Loaded(chain: chain, key: key, fingerprint: hasher.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+
+    /// Reloads the files if their content changed; true when a new pair was installed.
+    @discardableResult
+    func reloadIfChanged() -> Bool {
+        do {
+            let loaded = try Self.load(config)
+            return current.withLock { state in
+                guard state.fingerprint != loaded.fingerprint else { return false }
+                state = loaded
+                return true
+            }
+        } catch {
+            logger.error("TLS certificate reload refused; the previous certificate stays", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// The server's TLS settings: TLS 1.2 and later with NIOSSL's modern default ciphers, ALPN
+    /// h2 and http/1.1, client certificates verified against `clientCAFile` when set.
+    func serverConfiguration() -> TLSConfiguration {
+        let loaded = current.withLock { $0 }
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: loaded.chain.map { .certificate($0) }, privateKey: .privateKey(loaded.key))
+        tls.minimumTLSVersion = .tlsv12
+        tls.applicationProtocols = config.http2 ? ["h2", "http/1.1"] : ["http/1.1"]
+        if let ca = config.clientCAFile {
+            tls.trustRoots = .file(ca)
+            tls.certificateVerification = config.clientCertificates == .required ? .noHostnameVerification : .optionalVerification
+        }
+        tls.sslContextCallback = { [self] _, promise in
+            let loaded = current.withLock { $0 }
+            var override = NIOSSLContextConfigurationOverride()
+            override.certificateChain = loaded.chain.map { .certificate($0) }
+            override.privateKey = .privateKey(loaded.key)
+            promise.succeed(override)
+        }
+        return tls
+    }
+
+    /// Hummingbird's server with TLS, and HTTP/2 when enabled.
+    func serverBuilder() throws -> HTTPServerBuilder {
+        let tls = serverConfiguration()
+        return config.http2 ? try .http2Upgrade(tlsConfiguration: tls) : try .tls(.http1(), tlsConfiguration: tls)
+    }
+}
+
+/// The verified client certificate of a TLS connection (mTLS), as an identity source.
+struct ClientCertificate: Sendable {
+    var subject: String
+    var issuer: String?
+
+    /// The peer certificate NIOSSL verified on `channel`'s connection (for HTTP/2 streams, the
+    /// parent connection), or nil.
+    static func of(_ channel: any Channel) async -> ClientCertificate? {
+        let connection = channel.parent ?? channel
+        guard let certificate = try? await connection.eventLoop.submit({ try connection.pipeline.syncOperations.nioSSL_peerCertificate() }).get()
+        else { return nil }
+        let subject = certificate.subjectName.first { $0.type == .commonName }?.value
+            ?? certificate.subjectName.map(\.value).joined(separator: ",")
+        return ClientCertificate(subject: subject, issuer: certificate.issuerName.first { $0.type == .commonName }?.value)
+    }
+}
