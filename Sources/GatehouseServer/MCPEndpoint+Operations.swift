@@ -25,7 +25,7 @@ extension MCPEndpoint {
         let serverName = server.map { servers[$0].config.name }
         let tool = method == "tools/call" ? routed.params?["name"]?.stringValue : nil
         let subject = RateLimiter.Subject(identity: scope.caller.identity.channelKey, client: scope.caller.identity.clientID,
-                                          server: serverName, tool: tool, method: method)
+                                          server: serverName, tool: tool, method: method, overrides: scope.rateLimitOverrides)
         guard let refusal = await rateLimiter.take(subject) else { return nil }
         let seconds = max(1, Int(refusal.retryAfter.rounded(.up)))
         metrics.increment("gatehouse_rate_limited_total", [refusal.limit])

@@ -62,6 +62,7 @@ extension MCPEndpoint {
         scope.redaction = decision.redact
         scope.responseHeaders = decision.responseHeaders
         scope.upstreamHeaders = decision.upstreamHeaders
+        scope.rateLimitOverrides = decision.rateLimits
         return (scope, nil, false)
     }
 

@@ -25,6 +25,8 @@ extension MCPEndpoint {
         var redaction = PolicyDecision.Redaction()
         var responseHeaders: [(String, String)] = []
         var upstreamHeaders: [(String, String)] = []
+        /// Rate limit numbers the policy decision chose for this caller (by limit name).
+        var rateLimitOverrides: [String: RateLimiter.Override] = [:]
         /// When the request arrived and when it went upstream (for the duration metrics).
         var started = ContinuousClock.now
         var upstreamStarted: ContinuousClock.Instant?

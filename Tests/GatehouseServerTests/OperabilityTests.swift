@@ -100,3 +100,28 @@ import Testing
         #expect(RequestID.accept(nil).count == 16)
     }
 }
+
+@Suite struct RateLimitOverrideTests {
+    @Test func aDecisionChangesTheNumbersOfANamedLimit() throws {
+        let decision = PolicyEngine.interpret(.object([
+            .string("allow"): .bool(true),
+            .string("rateLimits"): .object([
+                .string("calls"): .object([.string("requestsPerSecond"): .number(.int(100)), .string("burst"): .number(.int(5))]),
+                .string("broken"): .object([.string("requestsPerSecond"): .string("fast")]),
+            ]),
+        ]))
+        #expect(decision.rateLimits["calls"] == RateLimiter.Override(requestsPerSecond: 100, burst: 5))
+        #expect(decision.rateLimits["broken"] == nil, "a malformed override is ignored; the configured numbers apply")
+
+        let limiter = RateLimiter(limits: [GatewayConfig.RateLimit(name: "calls", requestsPerSecond: 0.001, burst: 1)])
+        let t0 = ContinuousClock.now
+        func take(_ overrides: [String: RateLimiter.Override]) -> RateLimiter.Refusal? {
+            let subject = RateLimiter.Subject(identity: "a", client: nil, server: nil, tool: "echo", method: "tools/call", overrides: overrides)
+            return limiter.takeLocally(limiter.applicable(to: subject), sharedKeys: [], now: t0)
+        }
+        #expect(take([:]) == nil)
+        #expect(take([:]) != nil, "the configured burst of 1 is spent")
+        for _ in 0..<5 { #expect(take(decision.rateLimits) == nil, "the gold tier has its own bucket of 5") }
+        #expect(take(decision.rateLimits)?.limit == "calls")
+    }
+}

@@ -40,6 +40,15 @@ final class RateLimiter: Sendable {
         var server: String?
         var tool: String?
         var method: String
+        /// Other numbers for some limits, from the policy decision (by limit name).
+        var overrides: [String: Override] = [:]
+    }
+
+    /// A policy's numbers for a configured limit (e.g. a higher rate for a paying tier). The
+    /// bucket of an overridden limit is its own: callers with different numbers never share one.
+    struct Override: Sendable, Equatable {
+        var requestsPerSecond: Double
+        var burst: Int
     }
 
     let limits: [GatewayConfig.RateLimit]
@@ -61,7 +70,8 @@ final class RateLimiter: Sendable {
     var isEmpty: Bool { limits.isEmpty }
 
     func applicable(to subject: Subject) -> [(limit: GatewayConfig.RateLimit, key: String)] {
-        limits.compactMap { limit in
+        limits.compactMap { configured in
+            var limit = configured
             guard limit.methods.contains(subject.method),
                 limit.servers.isEmpty || subject.server.map(limit.servers.contains) == true,
                 limit.tools.isEmpty || subject.tool.map(limit.tools.contains) == true
@@ -74,6 +84,12 @@ final class RateLimiter: Sendable {
                 case .tool: subject.tool ?? "-"
                 }
             }.joined(separator: "\u{1F}")
+            if let override = subject.overrides[limit.name] {
+                limit.requestsPerSecond = override.requestsPerSecond
+                limit.burst = override.burst
+                limit.leaseTokens = min(limit.leaseTokens, override.burst)
+                return (limit, key + "\u{1F}\(override.requestsPerSecond)/\(override.burst)")
+            }
             return (limit, key)
         }
     }

@@ -20,6 +20,8 @@ struct PolicyDecision: Sendable {
     var upstreamHeaders: [(String, String)] = []
     /// True when the policy could not be evaluated (the request is denied, fail closed).
     var failed = false
+    /// Other numbers for configured rate limits, by limit name (e.g. per tier).
+    var rateLimits: [String: RateLimiter.Override] = [:]
 
     static func deny(_ reason: String, failed: Bool = false) -> PolicyDecision {
         PolicyDecision(allow: false, reasons: [reason], failed: failed)
@@ -145,6 +147,14 @@ final class PolicyEngine: Sendable {
         if let headers = value["headers"]?["upstream"]?.objectValue {
             for (key, v) in headers {
                 if let name = key.stringValue, let text = v.stringValue, Self.isSafeHeader(name, text) { decision.upstreamHeaders.append((name, text)) }
+            }
+        }
+        if case .object(let limits)? = value["rateLimits"] {
+            for (key, v) in limits {
+                guard let name = key.stringValue, case .number(let rps)? = v["requestsPerSecond"], rps.doubleValue > 0 else { continue }
+                var burst = max(1, Int(rps.doubleValue.rounded(.up)))
+                if case .number(let b)? = v["burst"], let value = b.intValue, value >= 1 { burst = value }
+                decision.rateLimits[name] = RateLimiter.Override(requestsPerSecond: min(rps.doubleValue, 1_000_000), burst: min(burst, 1_000_000))
             }
         }
         decision.responseHeaders.sort { $0.0 < $1.0 }
