@@ -152,7 +152,12 @@ public struct Gateway: Sendable {
         }
         let streamCloser = StreamCloser(state: state)
         let reloader = ConfigReloader(source: source, watch: watch, state: state, shared: shared, starter: starter, certificates: certificates)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let tracer, let tracing = config.tracing {
+            // First in, last out: spans of requests that finish during the drain are still sent.
+            services.append(.init(service: TraceExporter(tracer: tracer, tracing: tracing, client: httpClient, logger: logger), successTerminationBehavior: .ignore))
+        }
+        services += [
             .init(service: upstreamService),
             .init(service: app),
             .init(service: streamCloser, successTerminationBehavior: .ignore),
@@ -160,9 +165,6 @@ public struct Gateway: Sendable {
         ]
         if let admin = config.admin {
             services.append(.init(service: AdminListener.application(admin: admin, state: state, metrics: metrics, reloader: reloader, logger: logger)))
-        }
-        if let tracer, let tracing = config.tracing {
-            services.append(.init(service: TraceExporter(tracer: tracer, tracing: tracing, client: httpClient, logger: logger), successTerminationBehavior: .ignore))
         }
         var groupConfig = ServiceGroupConfiguration(
             services: services,

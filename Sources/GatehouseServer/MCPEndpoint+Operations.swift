@@ -45,7 +45,10 @@ extension MCPEndpoint {
         let method = message.method ?? ""
         let tool = method == "tools/call" ? (message.params?["name"]?.stringValue ?? "") : ""
         metrics.increment("gatehouse_requests_total", [endpoint.path, method, server ?? "", tool, outcome])
-        if let span = scope.span, outcome != "ok" { span.setError(errorType.isEmpty ? outcome : errorType) }
+        if outcome != "ok" {
+            scope.span?.setErrorIfUnset(errorType.isEmpty ? outcome : errorType)
+            scope.clientSpan?.setErrorIfUnset(errorType.isEmpty ? outcome : errorType)
+        }
         metrics.observe("mcp_server_operation_duration_seconds", [endpoint.path, method, tool, errorType.isEmpty && outcome != "ok" ? outcome : errorType],
                         Metrics.seconds(since: scope.started))
         if let server, let upstreamStarted = scope.upstreamStarted {

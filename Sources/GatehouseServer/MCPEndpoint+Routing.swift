@@ -4,6 +4,7 @@ import GatehouseUpstream
 import Hummingbird
 import Logging
 import MCPWire
+import Synchronization
 import NIOCore
 
 /// Where a client's request goes among the endpoint's servers (federation).
@@ -32,8 +33,12 @@ extension MCPEndpoint {
         var upstreamStarted: ContinuousClock.Instant?
         /// Runs once when the request's answer is complete (JSON sent or stream ended).
         var onFinish: (@Sendable () -> Void)?
-        /// The request's SERVER span, when tracing is on and the trace is sampled.
+        /// The request's SERVER span, when tracing is on and the trace is sampled, and the
+        /// CLIENT span of its upstream call.
         var span: Span?
+        var clientSpan: Span?
+        /// Set when a streamed answer takes over ending the spans (at the end of the stream).
+        var spanHandoff: SpanHandoff?
     }
 
     static let listKeys: [String: String] = [
@@ -118,11 +123,13 @@ extension MCPEndpoint {
     func relay(_ message: JSONRPCMessage, scope: Scope) async -> Response {
         guard let tracer, message.kind == .request else { return await relayTraced(message, scope: scope) }
         var scope = scope
-        let span = startServerSpan(message, scope: scope, tracer: tracer)
+        let span = startServerSpan(message, caller: scope.caller, version: scope.clientVersion, tracer: tracer)
+        let handoff = SpanHandoff()
         scope.span = span
+        scope.spanHandoff = handoff
         let response = await relayTraced(message, scope: scope)
-        if response.status.code >= 400 { span?.setError(String(response.status.code)) }
-        span?.end()
+        if response.status.code >= 400 { span?.setErrorIfUnset(String(response.status.code)) }
+        if !handoff.isTaken { span?.end() }
         return response
     }
 
@@ -189,28 +196,45 @@ extension MCPEndpoint {
             let slot = UpstreamSlot(servers[index])
             scope.onFinish = { slot.release() }
             scope.session?.track(message, server: index)
-            guard let span = scope.span else { return await forward(routed, server: index, channel: channel, scope: scope) }
-            // The upstream call's CLIENT span, propagated in the headers and (2026-07-28) in `_meta`.
-            let client = span.child(span.name, kind: .client)
-            client.setAttribute("gatehouse.server", .string(servers[index].config.name))
-            if case .http(let http) = servers[index].config.transport, let url = URLComponents(string: http.url) {
-                client.setAttribute("server.address", .string(url.host ?? ""))
-                if let port = url.port { client.setAttribute("server.port", .int(port)) }
+            guard tracer != nil else { return await forward(routed, server: index, channel: channel, scope: scope) }
+            // The context the upstream gets: the CLIENT span of this call, or (a caller that
+            // asked not to sample) the caller's own context, passed on unchanged (W3C).
+            let propagated: (traceparent: String, tracestate: String?)
+            if let span = scope.span {
+                let client = span.child(span.name, kind: .client)
+                client.setAttribute("gatehouse.server", .string(servers[index].config.name))
+                if case .http(let http) = servers[index].config.transport, let url = URLComponents(string: http.url) {
+                    client.setAttribute("server.address", .string(url.host ?? ""))
+                    if let port = url.port { client.setAttribute("server.port", .int(port)) }
+                }
+                scope.clientSpan = client
+                scope.spanHandoff?.take()
+                scope.onFinish = {
+                    slot.release()
+                    client.end()
+                    span.end()
+                }
+                propagated = (client.context.traceparent, client.context.traceState)
+            } else if let meta = message.params?["_meta"], let parent = meta["traceparent"]?.stringValue {
+                propagated = (parent, meta["tracestate"]?.stringValue)
+            } else if let parent = scope.caller.trace?.traceparent {
+                propagated = (parent, scope.caller.trace?.tracestate)
+            } else {
+                return await forward(routed, server: index, channel: channel, scope: scope)
             }
-            scope.upstreamHeaders.append(("traceparent", client.context.traceparent))
-            if let state = client.context.traceState { scope.upstreamHeaders.append(("tracestate", state)) }
+            scope.upstreamHeaders.append(("traceparent", propagated.traceparent))
+            if let state = propagated.tracestate { scope.upstreamHeaders.append(("tracestate", state)) }
             var traced = routed
-            if servers[index].info?.version.isStateless == true {
+            if servers[index].info?.version.isStateless == true || routed.params?["_meta"]?["traceparent"] != nil {
                 var params = traced.params ?? [:]
                 var meta = params["_meta"]?.objectValue ?? [:]
-                meta["traceparent"] = .string(client.context.traceparent)
-                meta["tracestate"] = client.context.traceState.map { .string($0) }
+                meta["traceparent"] = .string(propagated.traceparent)
+                meta["tracestate"] = propagated.tracestate.map { .string($0) }
                 params["_meta"] = .object(meta)
                 traced.params = params
             }
             let response = await forward(traced, server: index, channel: channel, scope: scope)
-            if response.status.code >= 400 { client.setError(String(response.status.code)) }
-            client.end()
+            if response.status.code >= 400 { scope.clientSpan?.setErrorIfUnset(String(response.status.code)) }
             return response
         }
     }
@@ -388,9 +412,9 @@ struct TraceFacts: Sendable {
 extension MCPEndpoint {
     /// The SERVER span of one JSON-RPC request: its parent from `params._meta` (the 2026-07-28
     /// way) or else the HTTP headers; named `<method>` or `<method> <tool or prompt>`.
-    func startServerSpan(_ message: JSONRPCMessage, scope: Scope, tracer: Tracer) -> Span? {
+    func startServerSpan(_ message: JSONRPCMessage, caller: Caller, version: ProtocolVersion, tracer: Tracer) -> Span? {
         let meta = message.params?["_meta"]?.objectValue
-        let facts = scope.caller.trace
+        let facts = caller.trace
         let parent = meta?["traceparent"]?.stringValue.flatMap { TraceContext.parse(traceparent: $0, tracestate: meta?["tracestate"]?.stringValue) }
             ?? facts?.traceparent.flatMap { TraceContext.parse(traceparent: $0, tracestate: facts?.tracestate) }
         let method = message.method ?? ""
@@ -400,13 +424,21 @@ extension MCPEndpoint {
         if method == "tools/call", let target { span.setAttribute("gen_ai.tool.name", .string(target)) }
         if method == "prompts/get", let target { span.setAttribute("gen_ai.prompt.name", .string(target)) }
         if let id = message.id { span.setAttribute("jsonrpc.request.id", .string(id.stringValue ?? JSONWriter.string(id))) }
-        span.setAttribute("mcp.protocol.version", .string(scope.clientVersion.rawValue))
+        span.setAttribute("mcp.protocol.version", .string(version.rawValue))
         span.setAttribute("gatehouse.endpoint", .string(endpoint.path))
         if let facts, facts.authStarted > 0 {
             tracer.record(SpanRecord(name: "gatehouse.authenticate", kind: .internal, traceID: span.context.traceID, spanID: Tracer.randomID(8),
                                      parentSpanID: span.context.spanID, startUnixNanos: facts.authStarted, endUnixNanos: facts.authEnded,
-                                     attributes: [("enduser.id", .string(scope.caller.identity.subject))], error: nil))
+                                     attributes: [("enduser.id", .string(caller.identity.subject))], error: nil))
         }
         return span
     }
+}
+
+/// Who ends a request's spans: the request (when its answer is complete at once) or the
+/// streamed answer (when its stream ends).
+final class SpanHandoff: Sendable {
+    private let taken = Mutex(false)
+    func take() { taken.withLock { $0 = true } }
+    var isTaken: Bool { taken.withLock { $0 } }
 }

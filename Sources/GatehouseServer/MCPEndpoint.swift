@@ -255,7 +255,13 @@ final class MCPEndpoint: Sendable {
         let statelessRequest = StatelessRequestRules.metaVersion(of: message) != nil
             || (versionHeader.flatMap(ProtocolVersion.init)?.isStateless ?? false)
         if message.method == "initialize", message.isRequest, !statelessRequest {
-            return await initialize(message, identity: context.identity)
+            guard let tracer else { return await initialize(message, identity: context.identity) }
+            let version = message.params?["protocolVersion"]?.stringValue.flatMap(ProtocolVersion.init) ?? .latestSessionEra
+            let span = startServerSpan(message, caller: caller(context), version: version, tracer: tracer)
+            let response = await initialize(message, identity: context.identity)
+            if response.status.code >= 400 { span?.setErrorIfUnset(String(response.status.code)) }
+            span?.end()
+            return response
         }
         if statelessRequest {
             // 2026-07-28 has no sessions: an Mcp-Session-Id header is ignored.
@@ -626,8 +632,9 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.json(failure(UpstreamError(upstream: upstreamName, kind: .protocolViolation, detail: "no answer"), id: message.id))
         }
         if case .response(let response) = first {
+            let answer = finish(response, request: message, server: index, scope: scope)
             onEnd()
-            return finalJSON(finish(response, request: message, server: index, scope: scope), clientVersion: clientVersion, method: message.method)
+            return finalJSON(answer, clientVersion: clientVersion, method: message.method)
         }
         let logger = self.logger
         let finalChannel = channel
@@ -638,8 +645,9 @@ final class MCPEndpoint: Sendable {
             do {
                 while let event = pending {
                     if case .response(let response) = event {
+                        let answer = finish(response, request: message, server: index, scope: scope)
                         onEnd()
-                        return finalJSON(finish(response, request: message, server: index, scope: scope), clientVersion: clientVersion, method: message.method)
+                        return finalJSON(answer, clientVersion: clientVersion, method: message.method)
                     }
                     if case .message(let m) = event, m.kind == .request { await refuse(m, on: finalChannel, reason: "the client accepts no event stream") }
                     pending = try await events.next()
@@ -674,6 +682,8 @@ final class MCPEndpoint: Sendable {
                 }
                 try await writer.writeSSE(failure(UpstreamError(upstream: upstreamName, kind: .protocolViolation, detail: "no answer"), id: message.id))
             } catch let error as UpstreamError {
+                finalScope.span?.setErrorIfUnset(error.reason)
+                finalScope.clientSpan?.setErrorIfUnset(error.reason)
                 try await writer.writeSSE(failure(error, id: message.id))
             } catch {
                 // The client went away: dropping the iterator cancels the upstream request.

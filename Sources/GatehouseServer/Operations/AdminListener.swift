@@ -70,7 +70,7 @@ enum AdminListener {
             for upstream in state.snapshot.upstreams {
                 var entry: JSONObject = [
                     "ready": .bool(upstream.isReady),
-                    "breaker": .string(upstream.breaker.map { $0.isOpen ? "open" : "closed" } ?? "none"),
+                    "breaker": .string(upstream.breaker?.isOpen == true ? "open" : "closed"),
                     "inFlight": .int(upstream.slotsInUse),
                 ]
                 if let members = upstream.members {

@@ -387,6 +387,16 @@ final class Span: Sendable {
         }
     }
 
+    /// Marks the span failed unless an error is already recorded (the first, most specific
+    /// reason wins over a later HTTP status).
+    func setErrorIfUnset(_ type: String) {
+        state.withLock { state in
+            guard !state.ended, state.error == nil else { return }
+            state.error = type
+            Self.set("error.type", .string(type), in: &state.attributes)
+        }
+    }
+
     /// Ends the span and queues it for export (once).
     func end() {
         let end = Tracer.nowUnixNanos()
