@@ -53,7 +53,11 @@ enum HTTPResponses {
     static func sse(headers extra: HTTPFields = [:], _ write: @Sendable @escaping (inout any ResponseBodyWriter) async throws -> Void) -> Response {
         var headers = sseHeaders
         for field in extra { headers.append(field) }
-        return Response(status: .ok, headers: headers, body: ResponseBody(write))
+        // The body is written after the handler returned: carry the request id into it.
+        let requestID = RequestID.current
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            try await RequestID.$current.withValue(requestID) { try await write(&writer) }
+        })
     }
 }
 

@@ -205,6 +205,9 @@ struct HTTPTransport: Sendable {
         if text.contains("connectTimeout") { return "connecting timed out" }
         if text.contains("refused") || text.contains("connectionRefused") || text.contains("ECONNREFUSED") { return "connection refused" }
         if text.contains("remoteConnectionClosed") { return "the connection was closed" }
+        if text.contains("handshake") || text.contains("NIOSSL") || text.contains("certificate") || text.contains("BoringSSL") {
+            return "the TLS handshake failed (is its certificate trusted? see spec.http.tls.caFile)"
+        }
         return "the request failed"
     }
 

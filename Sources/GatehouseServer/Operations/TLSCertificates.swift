@@ -24,6 +24,8 @@ final class TLSCertificates: Sendable {
     }
 
     private let current: Mutex<Loaded>
+    /// What was last refused, so a broken file is reported once, not every 5 seconds.
+    private let refused = Mutex<String?>(nil)
 
     init(config: GatewayConfig.TLS, logger: Logger) throws {
         self.config = config
@@ -57,6 +59,13 @@ final class TLSCertificates: Sendable {
             throw TLSFileError(description: "\(config.keyFile) holds no PEM private key")
         }
         guard !chain.isEmpty else { throw TLSFileError(description: "\(config.certificateFile) holds no PEM certificate") }
+        // BoringSSL refuses a key that does not belong to the certificate: a half-written
+        // renewal (new certificate, old key) is refused instead of breaking every handshake.
+        do {
+            _ = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key)))
+        } catch {
+            throw TLSFileError(description: "the key in \(config.keyFile) does not belong to the certificate in \(config.certificateFile)")
+        }
         var hasher = SHA256()
         hasher.update(data: Data(certificateBytes))
         hasher.update(data: Data(keyBytes))
@@ -68,13 +77,19 @@ final class TLSCertificates: Sendable {
     func reloadIfChanged() -> Bool {
         do {
             let loaded = try Self.load(config)
+            refused.withLock { $0 = nil }
             return current.withLock { state in
                 guard state.fingerprint != loaded.fingerprint else { return false }
                 state = loaded
                 return true
             }
         } catch {
-            logger.error("TLS certificate reload refused; the previous certificate stays", metadata: ["error": "\(error)"])
+            let problem = "\(error)"
+            let first = refused.withLock { last -> Bool in
+                defer { last = problem }
+                return last != problem
+            }
+            if first { logger.error("TLS certificate reload refused; the previous certificate stays", metadata: ["error": "\(problem)"]) }
             return false
         }
     }
@@ -115,9 +130,16 @@ struct ClientCertificate: Sendable {
     /// The peer certificate NIOSSL verified on `channel`'s connection (for HTTP/2 streams, the
     /// parent connection), or nil.
     static func of(_ channel: any Channel) async -> ClientCertificate? {
-        let connection = channel.parent ?? channel
-        guard let certificate = try? await connection.eventLoop.submit({ try connection.pipeline.syncOperations.nioSSL_peerCertificate() }).get()
-        else { return nil }
+        // HTTP/1.1: the request's channel is the TLS connection. HTTP/2: it is a stream whose
+        // parent is the connection. (A connection's own parent is the listening socket.)
+        var certificate: NIOSSLCertificate?
+        for candidate in [channel, channel.parent].compactMap({ $0 }) {
+            if let found = try? await candidate.eventLoop.submit({ try candidate.pipeline.syncOperations.nioSSL_peerCertificate() }).get() {
+                certificate = found
+                break
+            }
+        }
+        guard let certificate else { return nil }
         let subject = certificate.subjectName.first { $0.type == .commonName }?.value
             ?? certificate.subjectName.map(\.value).joined(separator: ",")
         return ClientCertificate(subject: subject, issuer: certificate.issuerName.first { $0.type == .commonName }?.value)
