@@ -179,7 +179,8 @@ final class RateLimiter: Sendable {
 final class SharedRateLimits: Sendable {
     let store: AuthStore
     let logger: Logger
-    private let inFlight = Mutex<[String: Task<LeaseResult, Never>]>([:])
+    /// One fetch in flight per key; the id tells a finished fetch from a newer one.
+    private let inFlight = Mutex<(next: UInt64, tasks: [String: (id: UInt64, task: Task<LeaseResult, Never>)])>((0, [:]))
     private let lastWarning = Mutex<ContinuousClock.Instant?>(nil)
 
     init(store: AuthStore, logger: Logger) {
@@ -198,14 +199,19 @@ final class SharedRateLimits: Sendable {
         while true {
             let now = ContinuousClock.now
             if limiter.leases.withLock({ ($0[key].map { $0.tokens > 0 && $0.expires > now }) ?? false }) { return .ready }
-            let (task, owner) = inFlight.withLock { tasks -> (Task<LeaseResult, Never>, Bool) in
-                if let running = tasks[key] { return (running, false) }
-                let task = Task { await self.fetch(limit: limit, key: key, limiter: limiter) }
-                tasks[key] = task
-                return (task, true)
+            let (id, task) = inFlight.withLock { state -> (UInt64, Task<LeaseResult, Never>) in
+                if let running = state.tasks[key] { return running }
+                state.next += 1
+                let entry = (id: state.next, task: Task { await self.fetch(limit: limit, key: key, limiter: limiter) })
+                state.tasks[key] = entry
+                return entry
             }
             let result = await task.value
-            if owner { _ = inFlight.withLock { $0.removeValue(forKey: key) } }
+            // Whoever sees it finished first forgets it, so nobody waits on a spent fetch again
+            // (awaiting a finished task does not suspend: looping on one would spin).
+            inFlight.withLock { state in
+                if state.tasks[key]?.id == id { state.tasks[key] = nil }
+            }
             switch result {
             case .ready: continue  // spend it (or, if others spent it first, fetch again)
             case .refused, .unavailable: return result
