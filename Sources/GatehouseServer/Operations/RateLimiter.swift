@@ -219,16 +219,37 @@ final class SharedRateLimits: Sendable {
         }
     }
 
+    /// After a failure, PostgreSQL is not asked again for a few seconds: requests limit locally
+    /// at once instead of each waiting for the timeout.
+    private let downUntil = Mutex<ContinuousClock.Instant?>(nil)
+    static let queryTimeout = Duration.milliseconds(500)
+    static let retryAfterFailure = Duration.seconds(5)
+
+    struct Timeout: Error, CustomStringConvertible {
+        var description: String { "PostgreSQL did not answer within 500 ms" }
+    }
+
     private func fetch(limit: GatewayConfig.RateLimit, key: String, limiter: RateLimiter) async -> LeaseResult {
+        if let until = downUntil.withLock({ $0 }), until > .now { return .unavailable }
         do {
-            if let retryAfter = try await store.takeSharedTokens(key: key, burst: limit.burst, rate: limit.requestsPerSecond, lease: limit.leaseTokens) {
-                return .refused(retryAfter)
+            let store = store
+            let retryAfter = try await withThrowingTaskGroup(of: Double?.self) { group in
+                group.addTask { try await store.takeSharedTokens(key: key, burst: limit.burst, rate: limit.requestsPerSecond, lease: limit.leaseTokens) }
+                group.addTask {
+                    try await Task.sleep(for: Self.queryTimeout)
+                    throw Timeout()
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
             }
+            downUntil.withLock { $0 = nil }
+            if let retryAfter { return .refused(retryAfter) }
             let expires = ContinuousClock.now + RateLimiter.leaseLifetime
             limiter.leases.withLock { $0[key] = RateLimiter.Lease(tokens: limit.leaseTokens, expires: expires) }
             return .ready
         } catch {
             let now = ContinuousClock.now
+            downUntil.withLock { $0 = now + Self.retryAfterFailure }
             let warn = lastWarning.withLock { last -> Bool in
                 guard last.map({ now - $0 > .seconds(10) }) ?? true else { return false }
                 last = now
