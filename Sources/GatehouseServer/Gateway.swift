@@ -224,9 +224,12 @@ struct UpstreamService: Service {
                 }
             }
             group.addTask {
+                var rounds = 0
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(15))
                     for endpoint in state.snapshot.endpoints { await endpoint.expireIdleSessions() }
+                    rounds += 1
+                    if rounds % 20 == 0 { await state.snapshot.rateLimiter.sweepSharedBuckets() }  // every 5 minutes
                 }
             }
             try? await gracefulShutdown()

@@ -116,6 +116,14 @@ final class RateLimiter: Sendable {
         }
     }
 
+    /// Deletes shared buckets untouched for longer than the slowest shared limit takes to refill
+    /// (plus a minute): they would be full again, which is what a missing row means.
+    func sweepSharedBuckets() async {
+        guard let shared else { return }
+        let slowest = limits.filter(\.shared).map { Double($0.burst) / $0.requestsPerSecond }.max() ?? 0
+        await shared.store.sweepSharedBuckets(olderThanSeconds: slowest + 60)
+    }
+
     /// Local limits only, synchronously (shared limits need `take(_:)`).
     func take(identity: String, client: String?, server: String?, tool: String?, method: String, now: ContinuousClock.Instant = .now) -> Refusal? {
         let applicable = applicable(to: Subject(identity: identity, client: client, server: server, tool: tool, method: method))
