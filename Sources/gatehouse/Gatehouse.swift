@@ -4,7 +4,18 @@ import GatehouseConfig
 import GatehouseServer
 import Logging
 
+/// The entry point: before anything else runs, Swift concurrency's global executor becomes
+/// SwiftNIO's event loops (see `Runtime.installEventLoopExecutor`), then the command runs.
 @main
+enum Main {
+    static func main() async {
+        let environment = ProcessInfo.processInfo.environment
+        if let loops = environment["GATEHOUSE_EVENT_LOOPS"].flatMap(Int.init), loops > 0 { Runtime.setEventLoopCount(loops) }
+        if environment["GATEHOUSE_NIO_EXECUTOR"] != "0" { Runtime.installEventLoopExecutor() }
+        await Gatehouse.main()
+    }
+}
+
 struct Gatehouse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
