@@ -134,6 +134,7 @@ public struct Gateway: Sendable {
             var samples: [(name: String, labels: [String], value: Double)] = [(name: "gatehouse_config_info", labels: [snapshot.version], value: 1)]
             for endpoint in snapshot.endpoints {
                 samples.append((name: "gatehouse_sessions_active", labels: [endpoint.endpoint.path], value: Double(endpoint.sessions.count)))
+                samples.append((name: "gatehouse_streams_active", labels: [endpoint.endpoint.path], value: Double(endpoint.openStreams)))
             }
             for upstream in snapshot.upstreams {
                 samples.append((name: "gatehouse_upstream_ready", labels: [upstream.config.name], value: upstream.isReady ? 1 : 0))

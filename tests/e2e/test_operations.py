@@ -633,9 +633,12 @@ async def test_metrics(gateways: Callable[..., OpsGateway], denied_tools: str) -
         problems.append(str(error))
     expect("gatehouse_upstream_ready{demo}", metrics.value("gatehouse_upstream_ready", server=SERVER), 1)
     expect("gatehouse_sessions_active{/mcp}", metrics.value("gatehouse_sessions_active", endpoint=ENDPOINT), 1)
+    if metrics.value("gatehouse_streams_active", endpoint=ENDPOINT) is None:
+        problems.append("gatehouse_streams_active{/mcp}: missing")
     for name, kind in (("gatehouse_requests_total", "counter"), ("mcp_server_operation_duration_seconds", "histogram"),
                        ("gatehouse_upstream_duration_seconds", "histogram"), ("gatehouse_sessions_active", "gauge"),
-                       ("gatehouse_upstream_ready", "gauge"), ("gatehouse_rate_limited_total", "counter")):
+                       ("gatehouse_upstream_ready", "gauge"), ("gatehouse_rate_limited_total", "counter"),
+                       ("gatehouse_streams_active", "gauge"), ("gatehouse_config_info", "gauge")):
         expect(f"# TYPE {name}", metrics.types.get(name), kind)
     assert not problems, "metrics after known traffic:\n  " + "\n  ".join(problems) + f"\n--- /metrics ---\n{metrics.text}"
     gw.alive()

@@ -49,6 +49,7 @@ final class Metrics: Sendable {
             Family(name: "gatehouse_policy_reloads_total", help: "Policy reloads by result.", kind: .counter, labels: ["result"]),
             Family(name: "gatehouse_rate_limited_total", help: "Requests refused by a rate limit.", kind: .counter, labels: ["limit"]),
             Family(name: "gatehouse_sessions_active", help: "Open session-era sessions.", kind: .gauge, labels: ["endpoint"]),
+            Family(name: "gatehouse_streams_active", help: "Open long-lived streams (session GET streams and subscriptions/listen).", kind: .gauge, labels: ["endpoint"]),
             Family(name: "gatehouse_upstream_ready", help: "1 when the upstream server completed its handshake.", kind: .gauge, labels: ["server"]),
             Family(name: "gatehouse_upstream_endpoint_healthy", help: "1 when an endpoint of an upstream server is healthy and not ejected.", kind: .gauge, labels: ["server", "url"]),
             Family(name: "gatehouse_upstream_endpoint_requests_total", help: "Requests sent to each endpoint of an upstream server.", kind: .counter, labels: ["server", "url"]),
