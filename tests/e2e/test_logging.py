@@ -167,9 +167,13 @@ def launch(base: Path, name: str, log_format: str) -> LogGateway:
         with httpx2.Client(timeout=1.0, trust_env=False) as http:
             while time.monotonic() < deadline and popen.poll() is None:
                 try:
-                    if http.get(f"{gw.base_url}/healthz").status_code == 200:
+                    # Not /readyz's status: /down's upstream never comes up. The servers the tests
+                    # call must have finished their handshake.
+                    ready = http.get(f"{gw.base_url}/readyz").json().get("servers", {})
+                    if ready.get("demo") == "ready" and ready.get("slowdemo") == "ready":
                         return gw
-                except httpx2.HTTPError as error:
+                    last = f"servers: {ready}"
+                except (httpx2.HTTPError, ValueError) as error:
                     last = f"{type(error).__name__}: {error}"
                 time.sleep(0.1)
         pytest.fail(f"the gateway did not come up ({last})\n{gw.describe()}", pytrace=False)
