@@ -160,28 +160,37 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         let outgoing = message
         let key = request.id?.idKey ?? ""
         lock.withLock { inFlight[key] = upstreamID }
+        // One task per request: the timeout is an event-loop timer that cancels it (no task
+        // group racing a sleeping task, no second task).
+        let timedOut = Mutex(false)
+        let running = Mutex<Task<Void, Never>?>(nil)
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(Int64(requestTimeout * 1_000_000_000))) {
+            timedOut.withLock { $0 = true }
+            running.withLock { $0 }?.cancel()
+        }
         let task = Task {
-            defer { _ = self.lock.withLock { self.inFlight.removeValue(forKey: key) } }
+            defer {
+                timer.cancel()
+                _ = self.lock.withLock { self.inFlight.removeValue(forKey: key) }
+            }
             do {
                 let answered = Box(false)
-                try await withTimeout(self.requestTimeout, upstream: self.transport.serverName) {
-                    try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version, member: self.member, extraHeaders: headers) { incoming in
-                        if incoming.isResponse, incoming.id == .int(upstreamID) {
-                            var response = incoming
-                            response.id = originalID
-                            continuation.yield(.response(response))
-                            answered.value = true
-                            return false
-                        }
-                        if let clientToken, incoming.method == "notifications/progress",
-                            incoming.params?[MetaKey.progressToken] == upstreamToken
-                        {
-                            continuation.yield(.message(incoming.withProgressToken(clientToken)))
-                            return true
-                        }
-                        continuation.yield(.message(incoming))
+                try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version, member: self.member, extraHeaders: headers) { incoming in
+                    if incoming.isResponse, incoming.id == .int(upstreamID) {
+                        var response = incoming
+                        response.id = originalID
+                        continuation.yield(.response(response))
+                        answered.value = true
+                        return false
+                    }
+                    if let clientToken, incoming.method == "notifications/progress",
+                        incoming.params?[MetaKey.progressToken] == upstreamToken
+                    {
+                        continuation.yield(.message(incoming.withProgressToken(clientToken)))
                         return true
                     }
+                    continuation.yield(.message(incoming))
+                    return true
                 }
                 if answered.value {
                     continuation.finish()
@@ -189,9 +198,15 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
                     continuation.finish(throwing: UpstreamError(upstream: self.transport.serverName, kind: .protocolViolation, detail: "it closed the stream without answering"))
                 }
             } catch {
-                continuation.finish(throwing: error)
+                if timedOut.withLock({ $0 }) {
+                    continuation.finish(throwing: UpstreamError(upstream: self.transport.serverName, kind: .timeout,
+                                                                detail: "no answer within \(formatSeconds(self.requestTimeout))"))
+                } else {
+                    continuation.finish(throwing: error)
+                }
             }
         }
+        running.withLock { $0 = task }
         continuation.onTermination = { [weak self] termination in
             guard case .cancelled = termination else { return }
             task.cancel()
