@@ -18,6 +18,19 @@ struct JSONTests {
         #expect(JSONWriter.string(.string("\u{01}")) == #""\u0001""#)
     }
 
+    @Test("strings are written in runs: escapes at the start, middle and end, long and bridged strings")
+    func stringRuns() {
+        #expect(JSONWriter.string(.string("")) == #""""#)
+        #expect(JSONWriter.string(.string("\"x")) == #""\"x""#)
+        #expect(JSONWriter.string(.string("x\t")) == #""x\t""#)
+        #expect(JSONWriter.string(.string("\r\n\u{1f}")) == #""\r\n\u001f""#)
+        let long = String(repeating: "a", count: 5000) + "\"" + String(repeating: "é", count: 100) + "\\"
+        #expect(JSONWriter.string(.string(long)) == "\"" + String(repeating: "a", count: 5000) + "\\\"" + String(repeating: "é", count: 100) + "\\\\\"")
+        // A string that is not native UTF-8 storage takes the byte-by-byte path.
+        let bridged = String(decoding: Array("q\"\u{2}".utf16), as: UTF16.self)
+        #expect(JSONWriter.string(.string(bridged)) == #""q\"\u0002""#)
+    }
+
     @Test("invalid JSON is rejected with a position", arguments: [
         "", "{", "[1,]", "{\"a\" 1}", "tru", "01", "1.", "\"\u{01}\"", "{\"a\":1}x", "\"\\ud800\"", "[1 2]", "{'a':1}",
     ])
