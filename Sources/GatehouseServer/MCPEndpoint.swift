@@ -479,11 +479,13 @@ final class MCPEndpoint: Sendable {
         case .request:
             break
         }
-        guard let offer else {
+        // The merged offer is built only where it is answered (not per routed request).
+        guard isReady else {
             return HTTPResponses.json(failure(notReady, id: message.id))
         }
         switch message.method {
         case "server/discover":
+            guard let offer else { return HTTPResponses.json(failure(notReady, id: message.id)) }
             var meta = JSONObject()
             meta[MetaKey.serverInfo] = .object(Self.serverInfo)
             var result: JSONObject = [
@@ -500,6 +502,7 @@ final class MCPEndpoint: Sendable {
         case "ping":
             return HTTPResponses.json(.response(id: message.id ?? .null, result: ["resultType": "complete"]))
         case "subscriptions/listen":
+            guard let offer else { return HTTPResponses.json(failure(notReady, id: message.id)) }
             return await listen(message, identity: context.identity, offer: offer, accepts: accepts)
         default:
             let channels = statelessChannels(for: context.identity)
