@@ -56,6 +56,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -115,6 +116,10 @@ let package = Package(
         .testTarget(name: "GatehousePolicyTests", dependencies: ["GatehousePolicy"],
                     resources: [.copy("testdata")], swiftSettings: strict),
         .testTarget(name: "GatehouseAuthTests", dependencies: ["GatehouseAuth", "GatehouseConfig", "MCPWire"], swiftSettings: strict),
-        .testTarget(name: "GatehouseServerTests", dependencies: ["GatehouseServer", "GatehouseUpstream", "MCPWire", "GatehouseConfig"], swiftSettings: strict),
+        .testTarget(name: "GatehouseServerTests", dependencies: [
+            "GatehouseServer", "GatehouseUpstream", "MCPWire", "GatehouseConfig",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], swiftSettings: strict),
     ]
 )

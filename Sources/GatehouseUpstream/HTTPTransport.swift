@@ -23,6 +23,8 @@ struct HTTPTransport: Sendable {
     let logger: Logger
     /// TLS towards an https upstream (`spec.http.tls`); nil: the client's defaults.
     var tls: TLSConfiguration? = nil
+    /// The lean client per member for plain-HTTP endpoints (nil: https, served by `client`).
+    var lean: [UpstreamHTTPClient?] = []
     static let maxJSONBody = 32 << 20
 
     /// The TLS settings of `spec.http.tls`: its CA bundle instead of the system's, its client
@@ -57,27 +59,26 @@ struct HTTPTransport: Sendable {
         _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, member: Int? = nil, probe: Bool = false,
         extraHeaders: [(String, String)] = [], onMessage: (JSONRPCMessage) async throws -> Bool
     ) async throws -> Head {
-        var request = HTTPClientRequest(url: members.urls[member ?? 0])
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: "application/json, text/event-stream")
-        try await addCommonHeaders(&request, sessionID: sessionID, version: version)
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(8 + self.headers.count + extraHeaders.count)
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Accept", value: "application/json, text/event-stream")
+        try await addCommonHeaders(&headers, sessionID: sessionID, version: version)
         if version.isStateless, let method = message.method {
-            request.headers.add(name: MCPHeader.method, value: method)
+            headers.add(name: MCPHeader.method, value: method)
             if let field = StatelessRequestRules.nameField(for: method), let name = message.params?[field]?.stringValue {
-                request.headers.add(name: MCPHeader.name, value: StatelessRequestRules.encodeHeaderValue(name))
+                headers.add(name: MCPHeader.name, value: StatelessRequestRules.encodeHeaderValue(name))
             }
         }
         // A policy decision's headers: added, never replacing the gateway's own.
-        for (name, value) in extraHeaders where request.headers[name].isEmpty { request.headers.add(name: name, value: value) }
-        request.body = .bytes(ByteBuffer(bytes: message.bytes))
+        for (name, value) in extraHeaders where headers[name].isEmpty { headers.add(name: name, value: value) }
+        let body = ByteBuffer(bytes: message.bytes)
         let order = member.map { [$0] } ?? members.candidates()
         for (attempt, index) in order.enumerated() {
-            request.url = members.urls[index]
             if !probe { members.begin(index) }
-            let response: HTTPClientResponse
+            let reply: Reply
             do {
-                response = try await execute(request)
+                reply = try await execute(.POST, member: index, headers: headers, body: body)
             } catch let error as UpstreamError where error.neverSent && member == nil && attempt + 1 < order.count {
                 if !probe { members.end(index, .failure) }
                 continue
@@ -92,11 +93,11 @@ struct HTTPTransport: Sendable {
                 throw error
             }
             do {
-                let head = try await read(response, member: index, sessionID: sessionID, onMessage: onMessage)
-                if !probe { members.end(index, response.status.code >= 500 ? .failure : .success) }
+                let head = try await read(reply, member: index, sessionID: sessionID, onMessage: onMessage)
+                if !probe { members.end(index, reply.status.code >= 500 ? .failure : .success) }
                 return head
             } catch {
-                let failed = response.status.code >= 500 || (error as? UpstreamError)?.kind == .unavailable
+                let failed = reply.status.code >= 500 || (error as? UpstreamError)?.kind == .unavailable
                 if !probe { members.end(index, error is CancellationError ? .neutral : failed ? .failure : .success) }
                 throw error
             }
@@ -104,19 +105,39 @@ struct HTTPTransport: Sendable {
         throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "no endpoint could be reached")
     }
 
-    private func read(_ response: HTTPClientResponse, member: Int, sessionID: String?, onMessage: (JSONRPCMessage) async throws -> Bool) async throws -> Head {
+    /// An upstream's answer, from either client.
+    struct Reply {
+        var status: HTTPResponseStatus
+        var headers: HTTPHeaders
+        var body: Body
+
+        enum Body {
+            /// Collected by the lean client (every answer but an event stream).
+            case complete(ByteBuffer)
+            /// An event stream from the lean client, pulled chunk by chunk.
+            case stream(UpstreamBodyStream)
+            /// AsyncHTTPClient's body (https endpoints).
+            case client(HTTPClientResponse.Body)
+        }
+    }
+
+    private func read(_ reply: Reply, member: Int, sessionID: String?, onMessage: (JSONRPCMessage) async throws -> Bool) async throws -> Head {
+        let status = reply.status
+        // A body the answer is not read for is dropped with its connection.
+        defer { if case .stream(let stream) = reply.body { stream.close() } }
         // A refused upstream token is fetched anew for the next request.
-        if response.status == .unauthorized { credentials?.invalidate() }
-        let head = Head(status: Int(response.status.code), sessionID: response.headers.first(name: MCPHeader.sessionID), member: member)
-        if response.status == .accepted { return head }
-        if response.status == .notFound, sessionID != nil {
+        if status == .unauthorized { credentials?.invalidate() }
+        let head = Head(status: Int(status.code), sessionID: reply.headers.first(name: MCPHeader.sessionID), member: member)
+        if status == .accepted { return head }
+        if status == .notFound, sessionID != nil {
             throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "HTTP 404 for its session")
         }
-        let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
-        if contentType.hasPrefix("text/event-stream"), response.status == .ok {
+        let contentType = reply.headers.first(name: "content-type")?.lowercased() ?? ""
+        if contentType.hasPrefix("text/event-stream"), status == .ok {
             var parser = SSEParser()
             do {
-                for try await chunk in response.body {
+                var chunks = ChunkReader(reply.body)
+                while let chunk = try await chunks.next() {
                     for event in try parser.feed(chunk.readableBytesView) where event.event == nil || event.event == "message" {
                         guard !event.data.isEmpty else { continue }
                         let message = try decode(Array(event.data.utf8))
@@ -135,23 +156,60 @@ struct HTTPTransport: Sendable {
             return head
         }
         let body: ByteBuffer
-        do {
-            body = try await response.body.collect(upTo: Self.maxJSONBody)
-        } catch {
-            throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body could not be read")
+        switch reply.body {
+        case .complete(let whole):
+            body = whole
+        case .stream, .client:
+            var chunks = ChunkReader(reply.body)
+            var collected = ByteBuffer()
+            do {
+                while var chunk = try await chunks.next() {
+                    guard collected.readableBytes + chunk.readableBytes <= Self.maxJSONBody else {
+                        throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body is larger than \(Self.maxJSONBody >> 20) MB")
+                    }
+                    collected.writeBuffer(&chunk)
+                }
+            } catch let error as UpstreamError {
+                throw error
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body could not be read")
+            }
+            body = collected
         }
-        let bytes = Array(body.readableBytesView)
-        if (200..<300).contains(response.status.code) || contentType.hasPrefix("application/json") {
-            if let value = try? JSONParser.parse(bytes, maxDepth: 256) {
+        if (200..<300).contains(status.code) || contentType.hasPrefix("application/json") {
+            if let value = try? JSONParser.parse(body.readableBytesView, maxDepth: 256) {
                 for message in try messages(in: value) where try await !onMessage(message) { return head }
                 return head
             }
         }
-        guard (200..<300).contains(response.status.code) else {
-            logger.debug("upstream HTTP error", metadata: ["upstream": "\(serverName)", "status": "\(response.status.code)"])
-            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "it answered HTTP \(response.status.code)")
+        guard (200..<300).contains(status.code) else {
+            logger.debug("upstream HTTP error", metadata: ["upstream": "\(serverName)", "status": "\(status.code)"])
+            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "it answered HTTP \(status.code)")
         }
         throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response is not JSON-RPC")
+    }
+
+    /// Reads a body chunk by chunk, whichever client received it.
+    struct ChunkReader {
+        private var complete: ByteBuffer?
+        private var stream: UpstreamBodyStream?
+        private var client: HTTPClientResponse.Body.AsyncIterator?
+
+        init(_ body: Reply.Body) {
+            switch body {
+            case .complete(let buffer): complete = buffer
+            case .stream(let stream): self.stream = stream
+            case .client(let body): client = body.makeAsyncIterator()
+            }
+        }
+
+        mutating func next() async throws -> ByteBuffer? {
+            if let stream { return try await stream.next() }
+            if client != nil { return try await client!.next() }
+            defer { complete = nil }
+            return complete
+        }
     }
 
     /// Opens the session-era standalone GET stream and hands over its messages until it ends.
@@ -159,8 +217,9 @@ struct HTTPTransport: Sendable {
     func listen(sessionID: String?, version: ProtocolVersion, member: Int, onMessage: (JSONRPCMessage) async -> Void) async throws -> Bool {
         var request = HTTPClientRequest(url: members.urls[member])
         request.method = .GET
+        request.tlsConfiguration = tls
         request.headers.add(name: "Accept", value: "text/event-stream")
-        try await addCommonHeaders(&request, sessionID: sessionID, version: version)
+        try await addCommonHeaders(&request.headers, sessionID: sessionID, version: version)
         let response = try await streamClient.execute(request, timeout: .hours(24 * 365))
         guard response.status == .ok else { return false }
         var parser = SSEParser()
@@ -176,16 +235,52 @@ struct HTTPTransport: Sendable {
     func delete(sessionID: String, version: ProtocolVersion, member: Int) async {
         var request = HTTPClientRequest(url: members.urls[member])
         request.method = .DELETE
-        guard (try? await addCommonHeaders(&request, sessionID: sessionID, version: version)) != nil else { return }
+        request.tlsConfiguration = tls
+        guard (try? await addCommonHeaders(&request.headers, sessionID: sessionID, version: version)) != nil else { return }
         _ = try? await client.execute(request, timeout: .seconds(2))
     }
 
-    private func addCommonHeaders(_ request: inout HTTPClientRequest, sessionID: String?, version: ProtocolVersion) async throws {
+    private func addCommonHeaders(_ headers: inout HTTPHeaders, sessionID: String?, version: ProtocolVersion) async throws {
+        if version.hasVersionHeader { headers.add(name: MCPHeader.protocolVersion, value: version.rawValue) }
+        if let sessionID { headers.add(name: MCPHeader.sessionID, value: sessionID) }
+        for header in self.headers { headers.add(name: header.name, value: header.value.value) }
+        if let credentials { headers.replaceOrAdd(name: "Authorization", value: "Bearer \(try await credentials.bearer())") }
+    }
+
+    /// Sends one request to one member: through the lean client for plain-HTTP endpoints,
+    /// through AsyncHTTPClient for https.
+    private func execute(_ method: HTTPMethod, member: Int, headers: HTTPHeaders, body: ByteBuffer) async throws -> Reply {
+        if let lean = lean[member] {
+            do {
+                let response = try await lean.execute(method: method, headers: headers, body: body)
+                switch response.body {
+                case .complete(let buffer): return Reply(status: response.head.status, headers: response.head.headers, body: .complete(buffer))
+                case .stream(let stream): return Reply(status: response.head.status, headers: response.head.headers, body: .stream(stream))
+                }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch let failure as UpstreamHTTPClient.Failure {
+                if Task.isCancelled { throw CancellationError() }
+                let detail: String
+                switch failure {
+                case .connectionRefused: detail = "connection refused"
+                case .connectTimeout: detail = "connecting timed out"
+                case .connectFailed: detail = "the connection could not be made"
+                case .connectionClosed: detail = "the connection was closed"
+                case .bodyTooLarge:
+                    throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body is larger than \(Self.maxJSONBody >> 20) MB")
+                }
+                logger.warning("upstream request failed", metadata: ["upstream": "\(serverName)", "error": "\(failure)"])
+                throw UpstreamError(upstream: serverName, kind: .unavailable, detail: detail)
+            }
+        }
+        var request = HTTPClientRequest(url: members.urls[member])
+        request.method = method
+        request.headers = headers
         request.tlsConfiguration = tls
-        if version.hasVersionHeader { request.headers.add(name: MCPHeader.protocolVersion, value: version.rawValue) }
-        if let sessionID { request.headers.add(name: MCPHeader.sessionID, value: sessionID) }
-        for header in headers { request.headers.add(name: header.name, value: header.value.value) }
-        if let credentials { request.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(try await credentials.bearer())") }
+        request.body = .bytes(body)
+        let response = try await execute(request)
+        return Reply(status: response.status, headers: response.headers, body: .client(response.body))
     }
 
     private func execute(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {

@@ -60,13 +60,22 @@ public final class UpstreamServer: @unchecked Sendable {
         }
         switch config.transport {
         case .http(let http):
-            backend = .http(HTTPTransport(
+            var transport = HTTPTransport(
                 serverName: config.name,
                 members: UpstreamMembers(urls: http.urls, balance: http.balance, outlier: config.outlierDetection, check: config.healthCheck),
                 headers: http.headers,
                 credentials: http.clientCredentials.map { ClientCredentialsToken(config: $0, serverName: config.name, client: httpClient, logger: logger) },
                 client: httpClient,
-                streamClient: streamClient ?? httpClient, logger: logger, tls: HTTPTransport.tlsConfiguration(http.tls)))
+                streamClient: streamClient ?? httpClient, logger: logger, tls: HTTPTransport.tlsConfiguration(http.tls))
+            // Plain-HTTP endpoints take the lean client; https (and spec.http.tls) AsyncHTTPClient.
+            // GATEHOUSE_UPSTREAM_CLIENT=asynchttpclient sends everything through AsyncHTTPClient.
+            let leanAllowed = http.tls == nil && ProcessInfo.processInfo.environment["GATEHOUSE_UPSTREAM_CLIENT"] != "asynchttpclient"
+            transport.lean = http.urls.map { url in
+                guard leanAllowed, let endpoint = UpstreamHTTPClient.Endpoint(url: url) else { return nil }
+                return UpstreamHTTPClient(endpoint: endpoint, connectTimeout: .milliseconds(Int64(config.timeouts.connectSeconds * 1000)),
+                                          maxBody: HTTPTransport.maxJSONBody)
+            }
+            backend = .http(transport)
         case .stdio(let stdio):
             backend = .stdio(StdioUpstream(name: config.name, stdio: stdio, timeouts: config.timeouts, logger: logger))
         }
@@ -218,7 +227,10 @@ public final class UpstreamServer: @unchecked Sendable {
 
     public func shutdown() async {
         lock.withLock { stopped = true }
-        if case .stdio(let stdio) = backend { await stdio.stop() }
+        switch backend {
+        case .stdio(let stdio): await stdio.stop()
+        case .http(let transport): for client in transport.lean { client?.closeIdle() }
+        }
     }
 }
 
