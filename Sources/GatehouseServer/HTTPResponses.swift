@@ -66,3 +66,39 @@ extension ResponseBodyWriter {
         try await write(ByteBuffer(bytes: SSEEncoder.message(message.bytes)))
     }
 }
+
+/// Case-insensitive matching of header values against lowercase ASCII patterns, on the bytes
+/// (no lowercased copy, no Foundation string search: this runs for every request).
+enum ASCII {
+    static func contains(_ text: String, _ pattern: StaticString) -> Bool {
+        find(text, pattern, prefixOnly: false)
+    }
+
+    static func hasPrefix(_ text: String, _ pattern: StaticString) -> Bool {
+        find(text, pattern, prefixOnly: true)
+    }
+
+    private static func find(_ text: String, _ pattern: StaticString, prefixOnly: Bool) -> Bool {
+        let needle = UnsafeBufferPointer(start: pattern.utf8Start, count: pattern.utf8CodeUnitCount)
+        var text = text
+        return text.withUTF8 { hay in
+            guard needle.count <= hay.count else { return false }
+            let last = prefixOnly ? 0 : hay.count - needle.count
+            var start = 0
+            while start <= last {
+                var matched = true
+                for offset in 0..<needle.count {
+                    var byte = hay[start + offset]
+                    if byte >= 0x41 && byte <= 0x5A { byte |= 0x20 }
+                    if byte != needle[offset] {
+                        matched = false
+                        break
+                    }
+                }
+                if matched { return true }
+                start += 1
+            }
+            return false
+        }
+    }
+}

@@ -186,14 +186,14 @@ final class MCPEndpoint: Sendable {
         var sse: Bool
 
         init(_ header: String?) {
-            guard let header = header?.lowercased(), !header.isEmpty else {
+            guard let header, !header.isEmpty else {
                 json = true
                 sse = true
                 return
             }
-            let any = header.contains("*/*")
-            json = any || header.contains("application/json") || header.contains("application/*")
-            sse = any || header.contains("text/event-stream") || header.contains("text/*")
+            let any = ASCII.contains(header, "*/*")
+            json = any || ASCII.contains(header, "application/json") || ASCII.contains(header, "application/*")
+            sse = any || ASCII.contains(header, "text/event-stream") || ASCII.contains(header, "text/*")
         }
     }
 
@@ -203,7 +203,7 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .notAcceptable, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Not Acceptable: the Accept header must list application/json and text/event-stream")
         }
-        if let contentType = request.headers[.contentType]?.lowercased(), !contentType.hasPrefix("application/json") {
+        if let contentType = request.headers[.contentType], !ASCII.hasPrefix(contentType, "application/json") {
             return HTTPResponses.error(status: .unsupportedMediaType, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json")
         }

@@ -23,6 +23,9 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 public struct JSONParser {
     public static let defaultMaxDepth = 64
 
+    /// Inlinable so callers get it specialised for their collection (a request body's
+    /// `ByteBufferView`, an array): unspecialised, each call paid for generic metadata lookups.
+    @inlinable
     public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
         // Contiguous storage is parsed in place; anything else is copied once.
         if let result = bytes.withContiguousStorageIfAvailable({ buffer in

@@ -36,3 +36,31 @@ struct RequestGuardsTests {
         #expect(guards.check(host: "127.0.0.1", origin: nil) != nil)
     }
 }
+
+@Suite("Accept and Content-Type matching")
+struct AcceptsTests {
+    @Test("media types match case-insensitively, anywhere in the list")
+    func accepts() {
+        let both = MCPEndpoint.Accepts("Application/JSON, TEXT/Event-Stream")
+        #expect(both.json && both.sse)
+        let json = MCPEndpoint.Accepts("application/json;q=0.9")
+        #expect(json.json && !json.sse)
+        let wildcard = MCPEndpoint.Accepts("*/*")
+        #expect(wildcard.json && wildcard.sse)
+        let textAny = MCPEndpoint.Accepts("text/*")
+        #expect(!textAny.json && textAny.sse)
+        let none = MCPEndpoint.Accepts("image/png")
+        #expect(!none.json && !none.sse)
+        let missing = MCPEndpoint.Accepts(nil)
+        #expect(missing.json && missing.sse)
+        #expect(!MCPEndpoint.Accepts("application/jso").json)  // shorter than the pattern
+    }
+
+    @Test("prefix matching is case-insensitive and anchored")
+    func prefix() {
+        #expect(ASCII.hasPrefix("Application/Json; charset=utf-8", "application/json"))
+        #expect(!ASCII.hasPrefix("text/plain; application/json", "application/json"))
+        #expect(!ASCII.hasPrefix("", "application/json"))
+        #expect(ASCII.contains("x-é-TEXT/EVENT-STREAM", "text/event-stream"))
+    }
+}
