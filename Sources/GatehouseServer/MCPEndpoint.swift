@@ -857,9 +857,9 @@ final class IteratorBox: @unchecked Sendable {
 }
 
 struct EventIterator {
-    private var base: AsyncThrowingStream<UpstreamEvent, any Error>.AsyncIterator
-    init(_ stream: AsyncThrowingStream<UpstreamEvent, any Error>) { base = stream.makeAsyncIterator() }
-    mutating func next() async throws -> UpstreamEvent? { try await base.next() }
+    private let events: UpstreamEvents
+    init(_ events: UpstreamEvents) { self.events = events }
+    func next() async throws -> UpstreamEvent? { try await events.next() }
 }
 
 /// Pooled channel sets of stateless clients, one per identity (never shared across identities).

@@ -23,10 +23,10 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         return "\(member)~\(sessionID)"
     }
     let requestTimeout: Double
-    private let lock = NSLock()
+    fileprivate let lock = NSLock()
     private var nextID = 1
     /// The client's request id -> Gatehouse's id upstream, for cancellation.
-    private var inFlight: [String: Int] = [:]
+    fileprivate var inFlight: [String: Int] = [:]
     private var unsolicited: (@Sendable (JSONRPCMessage) -> Void)?
     private var listenTask: Task<Void, Never>?
     private var closed = false
@@ -143,8 +143,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         lock.withLock { unsolicited = handler }
     }
 
-    func send(request: JSONRPCMessage, headers: [(String, String)]) -> AsyncThrowingStream<UpstreamEvent, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<UpstreamEvent, any Error>.makeStream()
+    func send(request: JSONRPCMessage, headers: [(String, String)]) -> UpstreamEvents {
         var message = request
         let originalID = message.id ?? .null
         let upstreamID = lock.withLock { () -> Int in
@@ -157,11 +156,125 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         let upstreamToken = JSONValue.string("gh-\(upstreamID)")
         let clientToken = message.replaceProgressToken(with: upstreamToken)
         VersionBridge.prepareRequest(&message, upstream: info.version, client: client)
-        let outgoing = message
         let key = request.id?.idKey ?? ""
         lock.withLock { inFlight[key] = upstreamID }
-        // One task per request: the timeout is an event-loop timer that cancels it (no task
-        // group racing a sleeping task, no second task).
+        let call = Call(channel: self, upstreamID: upstreamID, originalID: originalID, upstreamToken: upstreamToken, clientToken: clientToken, key: key)
+        if transport.isLean(member: member) {
+            // Read in the caller's task: the timeout closes the connection.
+            return UpstreamEvents(source: PulledCall(call: call, exchange: HTTPExchange(
+                transport: transport, message: message, sessionID: sessionID, version: info.version, member: member,
+                probe: false, extraHeaders: headers)))
+        }
+        return UpstreamEvents(streamed(call, message: message, headers: headers))
+    }
+
+    /// What one request needs to map the answer back to the client.
+    struct Call: Sendable {
+        let channel: HTTPChannel
+        let upstreamID: Int
+        let originalID: JSONValue
+        let upstreamToken: JSONValue
+        let clientToken: JSONValue?
+        let key: String
+
+        /// The event for a message of the answer; `final` when it is the response.
+        func event(for incoming: JSONRPCMessage) -> (event: UpstreamEvent, final: Bool) {
+            if incoming.isResponse, incoming.id == .int(upstreamID) {
+                var response = incoming
+                response.id = originalID
+                return (.response(response), true)
+            }
+            if let clientToken, incoming.method == "notifications/progress", incoming.params?[MetaKey.progressToken] == upstreamToken {
+                return (.message(incoming.withProgressToken(clientToken)), false)
+            }
+            return (.message(incoming), false)
+        }
+
+        func ended() {
+            _ = channel.lock.withLock { channel.inFlight.removeValue(forKey: key) }
+        }
+
+        /// Session-era upstreams learn of cancellation by notification; stateless ones by the
+        /// closed connection.
+        func cancelled() {
+            guard !channel.info.version.isStateless else { return }
+            let channel = self.channel
+            let upstreamID = self.upstreamID
+            Task {
+                try? await channel.send(notification: .notification(method: "notifications/cancelled", params: [
+                    "requestId": .int(upstreamID), "reason": "the client cancelled the request",
+                ]))
+            }
+        }
+
+        var timeoutError: UpstreamError {
+            UpstreamError(upstream: channel.transport.serverName, kind: .timeout, detail: "no answer within \(formatSeconds(channel.requestTimeout))")
+        }
+    }
+
+    /// A request read in the caller's task (plain-HTTP upstreams): no task or stream between
+    /// the upstream's answer and the client's.
+    final class PulledCall: UpstreamEventSource, @unchecked Sendable {
+        // Used by one task at a time; the timer only touches `timedOut` and the exchange's
+        // cancellation, which are thread-safe.
+        private let call: Call
+        private let exchange: HTTPExchange
+        private let timedOut = Mutex(false)
+        private var timer: Scheduled<Void>?
+        private var done = false
+
+        init(call: Call, exchange: HTTPExchange) {
+            self.call = call
+            self.exchange = exchange
+        }
+
+        func next() async throws -> UpstreamEvent? {
+            guard !done else { return nil }
+            if timer == nil {
+                let seconds = call.channel.requestTimeout
+                timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(Int64(seconds * 1_000_000_000))) { [weak self] in
+                    guard let self else { return }
+                    self.timedOut.withLock { $0 = true }
+                    self.exchange.cancel()
+                }
+            }
+            do {
+                guard let incoming = try await exchange.next() else {
+                    finish()
+                    throw UpstreamError(upstream: call.channel.transport.serverName, kind: .protocolViolation, detail: "it closed the stream without answering")
+                }
+                let (event, final) = call.event(for: incoming)
+                if final { finish() }
+                return event
+            } catch {
+                let wasOpen = !done
+                finish()
+                if timedOut.withLock({ $0 }) { throw call.timeoutError }
+                if error is CancellationError, wasOpen { call.cancelled() }
+                throw error
+            }
+        }
+
+        private func finish() {
+            guard !done else { return }
+            done = true
+            timer?.cancel()
+            exchange.close()
+            call.ended()
+        }
+
+        func abandon() {
+            guard !done else { return }
+            finish()
+            exchange.cancel()
+            call.cancelled()
+        }
+    }
+
+    /// A request read by a task of its own (https upstreams through AsyncHTTPClient, whose
+    /// requests are cancelled by cancelling their task): the timeout cancels that task.
+    private func streamed(_ call: Call, message outgoing: JSONRPCMessage, headers: [(String, String)]) -> AsyncThrowingStream<UpstreamEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<UpstreamEvent, any Error>.makeStream()
         let timedOut = Mutex(false)
         let running = Mutex<Task<Void, Never>?>(nil)
         let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(Int64(requestTimeout * 1_000_000_000))) {
@@ -171,26 +284,15 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         let task = Task {
             defer {
                 timer.cancel()
-                _ = self.lock.withLock { self.inFlight.removeValue(forKey: key) }
+                call.ended()
             }
             do {
                 let answered = Box(false)
                 try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version, member: self.member, extraHeaders: headers) { incoming in
-                    if incoming.isResponse, incoming.id == .int(upstreamID) {
-                        var response = incoming
-                        response.id = originalID
-                        continuation.yield(.response(response))
-                        answered.value = true
-                        return false
-                    }
-                    if let clientToken, incoming.method == "notifications/progress",
-                        incoming.params?[MetaKey.progressToken] == upstreamToken
-                    {
-                        continuation.yield(.message(incoming.withProgressToken(clientToken)))
-                        return true
-                    }
-                    continuation.yield(.message(incoming))
-                    return true
+                    let (event, final) = call.event(for: incoming)
+                    continuation.yield(event)
+                    if final { answered.value = true }
+                    return !final
                 }
                 if answered.value {
                     continuation.finish()
@@ -198,26 +300,14 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
                     continuation.finish(throwing: UpstreamError(upstream: self.transport.serverName, kind: .protocolViolation, detail: "it closed the stream without answering"))
                 }
             } catch {
-                if timedOut.withLock({ $0 }) {
-                    continuation.finish(throwing: UpstreamError(upstream: self.transport.serverName, kind: .timeout,
-                                                                detail: "no answer within \(formatSeconds(self.requestTimeout))"))
-                } else {
-                    continuation.finish(throwing: error)
-                }
+                continuation.finish(throwing: timedOut.withLock({ $0 }) ? call.timeoutError : error)
             }
         }
         running.withLock { $0 = task }
-        continuation.onTermination = { [weak self] termination in
+        continuation.onTermination = { termination in
             guard case .cancelled = termination else { return }
             task.cancel()
-            // Session-era upstreams learn of cancellation by notification; stateless ones by
-            // the closed connection.
-            guard let self, !self.info.version.isStateless else { return }
-            Task {
-                try? await self.send(notification: .notification(method: "notifications/cancelled", params: [
-                    "requestId": .int(upstreamID), "reason": "the client cancelled the request",
-                ]))
-            }
+            call.cancelled()
         }
         return stream
     }

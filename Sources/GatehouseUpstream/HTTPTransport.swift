@@ -59,6 +59,27 @@ struct HTTPTransport: Sendable {
         _ message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, member: Int? = nil, probe: Bool = false,
         extraHeaders: [(String, String)] = [], onMessage: (JSONRPCMessage) async throws -> Bool
     ) async throws -> Head {
+        let exchange = HTTPExchange(transport: self, message: message, sessionID: sessionID, version: version, member: member,
+                                    probe: probe, extraHeaders: extraHeaders)
+        defer { exchange.close() }
+        while let incoming = try await exchange.next() {
+            if try await !onMessage(incoming) { break }
+        }
+        guard let head = exchange.head else {
+            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "no endpoint could be reached")
+        }
+        return head
+    }
+
+    /// Whether requests pinned to `member` (nil: balanced over all) go through the lean client,
+    /// whose requests can be cancelled from outside the reading task.
+    func isLean(member: Int?) -> Bool {
+        if let member { return member < lean.count && lean[member] != nil }
+        return !lean.isEmpty && lean.allSatisfy { $0 != nil }
+    }
+
+    /// The headers of a POST carrying `message`.
+    func postHeaders(for message: JSONRPCMessage, sessionID: String?, version: ProtocolVersion, extraHeaders: [(String, String)]) async throws -> HTTPHeaders {
         var headers = HTTPHeaders()
         headers.reserveCapacity(8 + self.headers.count + extraHeaders.count)
         headers.add(name: "Content-Type", value: "application/json")
@@ -72,37 +93,7 @@ struct HTTPTransport: Sendable {
         }
         // A policy decision's headers: added, never replacing the gateway's own.
         for (name, value) in extraHeaders where headers[name].isEmpty { headers.add(name: name, value: value) }
-        let body = ByteBuffer(bytes: message.bytes)
-        let order = member.map { [$0] } ?? members.candidates()
-        for (attempt, index) in order.enumerated() {
-            if !probe { members.begin(index) }
-            let reply: Reply
-            do {
-                reply = try await execute(.POST, member: index, headers: headers, body: body)
-            } catch let error as UpstreamError where error.neverSent && member == nil && attempt + 1 < order.count {
-                if !probe { members.end(index, .failure) }
-                continue
-            } catch let error as UpstreamError where error.neverSent && sessionID != nil && members.count > 1 && !probe {
-                // A session's endpoint is gone: the session is lost with it. Said as an ended
-                // session, so a pooled one is reopened on another endpoint and a client's
-                // session ends (it re-initializes) instead of failing forever.
-                members.end(index, .failure)
-                throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "its endpoint \(members.urls[index]) cannot be reached (\(error.detail))")
-            } catch {
-                if !probe { members.end(index, error is CancellationError ? .neutral : .failure) }
-                throw error
-            }
-            do {
-                let head = try await read(reply, member: index, sessionID: sessionID, onMessage: onMessage)
-                if !probe { members.end(index, reply.status.code >= 500 ? .failure : .success) }
-                return head
-            } catch {
-                let failed = reply.status.code >= 500 || (error as? UpstreamError)?.kind == .unavailable
-                if !probe { members.end(index, error is CancellationError ? .neutral : failed ? .failure : .success) }
-                throw error
-            }
-        }
-        throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "no endpoint could be reached")
+        return headers
     }
 
     /// An upstream's answer, from either client.
@@ -119,75 +110,6 @@ struct HTTPTransport: Sendable {
             /// AsyncHTTPClient's body (https endpoints).
             case client(HTTPClientResponse.Body)
         }
-    }
-
-    private func read(_ reply: Reply, member: Int, sessionID: String?, onMessage: (JSONRPCMessage) async throws -> Bool) async throws -> Head {
-        let status = reply.status
-        // A body the answer is not read for is dropped with its connection.
-        defer { if case .stream(let stream) = reply.body { stream.close() } }
-        // A refused upstream token is fetched anew for the next request.
-        if status == .unauthorized { credentials?.invalidate() }
-        let head = Head(status: Int(status.code), sessionID: reply.headers.first(name: MCPHeader.sessionID), member: member)
-        if status == .accepted { return head }
-        if status == .notFound, sessionID != nil {
-            throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "HTTP 404 for its session")
-        }
-        let contentType = reply.headers.first(name: "content-type")?.lowercased() ?? ""
-        if contentType.hasPrefix("text/event-stream"), status == .ok {
-            var parser = SSEParser()
-            do {
-                var chunks = ChunkReader(reply.body)
-                while let chunk = try await chunks.next() {
-                    for event in try parser.feed(chunk.readableBytesView) where event.event == nil || event.event == "message" {
-                        guard !event.data.isEmpty else { continue }
-                        let message = try decode(Array(event.data.utf8))
-                        if try await !onMessage(message) { return head }
-                    }
-                }
-            } catch let error as UpstreamError {
-                throw error
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                if Task.isCancelled { throw CancellationError() }
-                logger.warning("upstream stream failed", metadata: ["upstream": "\(serverName)", "error": "\(error)"])
-                throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "the response stream broke off")
-            }
-            return head
-        }
-        let body: ByteBuffer
-        switch reply.body {
-        case .complete(let whole):
-            body = whole
-        case .stream, .client:
-            var chunks = ChunkReader(reply.body)
-            var collected = ByteBuffer()
-            do {
-                while var chunk = try await chunks.next() {
-                    guard collected.readableBytes + chunk.readableBytes <= Self.maxJSONBody else {
-                        throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body is larger than \(Self.maxJSONBody >> 20) MB")
-                    }
-                    collected.writeBuffer(&chunk)
-                }
-            } catch let error as UpstreamError {
-                throw error
-            } catch {
-                if Task.isCancelled { throw CancellationError() }
-                throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body could not be read")
-            }
-            body = collected
-        }
-        if (200..<300).contains(status.code) || contentType.hasPrefix("application/json") {
-            if let value = try? JSONParser.parse(body.readableBytesView, maxDepth: 256) {
-                for message in try messages(in: value) where try await !onMessage(message) { return head }
-                return head
-            }
-        }
-        guard (200..<300).contains(status.code) else {
-            logger.debug("upstream HTTP error", metadata: ["upstream": "\(serverName)", "status": "\(status.code)"])
-            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "it answered HTTP \(status.code)")
-        }
-        throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response is not JSON-RPC")
     }
 
     /// Reads a body chunk by chunk, whichever client received it.
@@ -249,10 +171,11 @@ struct HTTPTransport: Sendable {
 
     /// Sends one request to one member: through the lean client for plain-HTTP endpoints,
     /// through AsyncHTTPClient for https.
-    private func execute(_ method: HTTPMethod, member: Int, headers: HTTPHeaders, body: ByteBuffer) async throws -> Reply {
-        if let lean = lean[member] {
+    func execute(_ method: HTTPMethod, member: Int, headers: HTTPHeaders, body: ByteBuffer,
+                 cancellation: UpstreamHTTPClient.Cancellation? = nil) async throws -> Reply {
+        if member < lean.count, let lean = lean[member] {
             do {
-                let response = try await lean.execute(method: method, headers: headers, body: body)
+                let response = try await lean.execute(method: method, headers: headers, body: body, cancellation: cancellation)
                 switch response.body {
                 case .complete(let buffer): return Reply(status: response.head.status, headers: response.head.headers, body: .complete(buffer))
                 case .stream(let stream): return Reply(status: response.head.status, headers: response.head.headers, body: .stream(stream))
@@ -306,7 +229,7 @@ struct HTTPTransport: Sendable {
         return "the request failed"
     }
 
-    private func decode(_ bytes: [UInt8]) throws -> JSONRPCMessage {
+    func decode(_ bytes: [UInt8]) throws -> JSONRPCMessage {
         do {
             return try JSONRPCMessage(validating: try JSONParser.parse(bytes, maxDepth: 256))
         } catch {
@@ -314,7 +237,7 @@ struct HTTPTransport: Sendable {
         }
     }
 
-    private func messages(in value: JSONValue) throws -> [JSONRPCMessage] {
+    func messages(in value: JSONValue) throws -> [JSONRPCMessage] {
         do {
             if case .array(let items) = value { return try items.map { try JSONRPCMessage(validating: $0) } }
             return [try JSONRPCMessage(validating: value)]

@@ -345,7 +345,7 @@ final class StdioChannel: UpstreamChannel, @unchecked Sendable {
         self.info = info
     }
 
-    func send(request: JSONRPCMessage, headers: [(String, String)]) -> AsyncThrowingStream<UpstreamEvent, any Error> {
+    func send(request: JSONRPCMessage, headers: [(String, String)]) -> UpstreamEvents {
         var message = request
         VersionBridge.prepareRequest(&message, upstream: info.version, client: .gateway)
         let key = request.id?.idKey ?? ""
@@ -362,7 +362,7 @@ final class StdioChannel: UpstreamChannel, @unchecked Sendable {
             _ = self?.lock.withLock { self?.inFlight.removeValue(forKey: key) }
         }
         continuation.onTermination = { _ in task.cancel() }
-        return stream
+        return UpstreamEvents(stream)
     }
 
     func send(notification: JSONRPCMessage) async throws {

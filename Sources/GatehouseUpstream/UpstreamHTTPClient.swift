@@ -104,12 +104,15 @@ public final class UpstreamHTTPClient: Sendable {
 
     /// Sends one request and returns the answer's head with its body (buffered JSON, or a
     /// stream to pull for `text/event-stream`). Cancelling the task closes the connection.
-    public func execute(method: HTTPMethod, headers: HTTPHeaders, body: ByteBuffer) async throws -> UpstreamHTTPResponse {
+    /// `cancellation` may close the request from outside its task (a timeout): the call then
+    /// fails with `CancellationError`.
+    public func execute(method: HTTPMethod, headers: HTTPHeaders, body: ByteBuffer, cancellation: Cancellation? = nil) async throws -> UpstreamHTTPResponse {
         let pool = pool()
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.target, headers: headers)
         head.headers.replaceOrAdd(name: "Host", value: endpoint.authority)
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         let exchange = Exchange(head: head, body: body, promise: pool.loop.makePromise())
+        cancellation?.onCancel { pool.loop.execute { exchange.cancel(pool) } }
         return try await withTaskCancellationHandler {
             pool.loop.execute { self.start(exchange, on: pool, allowRetry: true) }
             return try await exchange.promise.futureResult.get()
@@ -242,6 +245,42 @@ public final class UpstreamHTTPClient: Sendable {
         if text.contains("connectTimeout") { return .connectTimeout }
         if text.contains("refused") || text.contains("ECONNREFUSED") || text.contains("errno: 111") { return .connectionRefused }
         return .connectFailed(text)
+    }
+}
+
+extension UpstreamHTTPClient {
+    /// Cancels a request (or the stream of its answer) from any thread. The action set last
+    /// runs once; set after cancelling, it runs at once.
+    public final class Cancellation: Sendable {
+        private struct State {
+            var cancelled = false
+            var action: (@Sendable () -> Void)?
+        }
+
+        private let state = Mutex(State())
+
+        public init() {}
+
+        public var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+        public func cancel() {
+            let action = state.withLock { state -> (@Sendable () -> Void)? in
+                guard !state.cancelled else { return nil }
+                state.cancelled = true
+                defer { state.action = nil }
+                return state.action
+            }
+            action?()
+        }
+
+        public func onCancel(_ action: @escaping @Sendable () -> Void) {
+            let now = state.withLock { state -> Bool in
+                if state.cancelled { return true }
+                state.action = action
+                return false
+            }
+            if now { action() }
+        }
     }
 }
 

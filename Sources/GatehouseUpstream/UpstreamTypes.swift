@@ -111,7 +111,7 @@ public protocol UpstreamChannel: AnyObject, Sendable {
     /// Forwards a request. The stream yields related messages, then exactly one `.response`,
     /// or throws `UpstreamError`. Cancelling the consumer cancels the upstream request.
     /// `headers` (from a policy decision, `X-` names only) go on the HTTP request; stdio has none.
-    func send(request: JSONRPCMessage, headers: [(String, String)]) -> AsyncThrowingStream<UpstreamEvent, any Error>
+    func send(request: JSONRPCMessage, headers: [(String, String)]) -> UpstreamEvents
     /// Forwards a client notification (e.g. cancellation, roots/list_changed).
     func send(notification: JSONRPCMessage) async throws
     /// Answers a server-to-client request the upstream sent earlier.
@@ -124,5 +124,47 @@ public protocol UpstreamChannel: AnyObject, Sendable {
 }
 
 extension UpstreamChannel {
-    public func send(request: JSONRPCMessage) -> AsyncThrowingStream<UpstreamEvent, any Error> { send(request: request, headers: []) }
+    public func send(request: JSONRPCMessage) -> UpstreamEvents { send(request: request, headers: []) }
+}
+
+/// The events of one upstream request, read by one task at a time: related messages, then
+/// exactly one `.response`, or an `UpstreamError`. Either pulled in place (plain-HTTP
+/// upstreams: each `next()` reads on in the caller's task) or fed by a task of its own (stdio,
+/// https). Dropping it before the response cancels the upstream request.
+public final class UpstreamEvents: AsyncSequence, @unchecked Sendable {
+    public typealias Element = UpstreamEvent
+
+    private var streamed: AsyncThrowingStream<UpstreamEvent, any Error>.AsyncIterator?
+    private let source: (any UpstreamEventSource)?
+
+    public init(_ stream: AsyncThrowingStream<UpstreamEvent, any Error>) {
+        streamed = stream.makeAsyncIterator()
+        source = nil
+    }
+
+    init(source: any UpstreamEventSource) {
+        streamed = nil
+        self.source = source
+    }
+
+    public func next() async throws -> UpstreamEvent? {
+        if let source { return try await source.next() }
+        return try await streamed?.next()
+    }
+
+    deinit { source?.abandon() }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let events: UpstreamEvents
+        public mutating func next() async throws -> UpstreamEvent? { try await events.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(events: self) }
+}
+
+/// What pulls the events of one request in place.
+protocol UpstreamEventSource: AnyObject, Sendable {
+    func next() async throws -> UpstreamEvent?
+    /// The reader gave up before the response: cancel the upstream request.
+    func abandon()
 }
