@@ -77,22 +77,38 @@ public struct SSEParser: Sendable {
         public var description: String { "an SSE event exceeded the size limit" }
     }
 
-    /// Feeds bytes and returns the events they complete.
+    /// Feeds bytes and returns the events they complete. Inlinable so callers get it
+    /// specialised; contiguous bytes (a `ByteBuffer`'s view, an array) are scanned in place.
+    @inlinable
     public mutating func feed(_ bytes: some Sequence<UInt8>) throws -> [SSEEvent] {
+        if let events = try bytes.withContiguousStorageIfAvailable({ try feed(buffer: $0) }) { return events }
+        return try Array(bytes).withUnsafeBufferPointer { try feed(buffer: $0) }
+    }
+
+    /// Feeds bytes in place: runs between line ends are copied in one go.
+    public mutating func feed(buffer bytes: UnsafeBufferPointer<UInt8>) throws -> [SSEEvent] {
         var events: [SSEEvent] = []
-        for byte in bytes {
-            if byte == 0x0A && lastWasCR {
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            if lastWasCR && bytes[index] == 0x0A {
+                // The LF of a CRLF pair.
                 lastWasCR = false
+                index += 1
                 continue
             }
-            lastWasCR = byte == 0x0D
-            if byte == 0x0A || byte == 0x0D {
-                if let event = processLine() { events.append(event) }
-                buffer.removeAll(keepingCapacity: true)
-            } else {
-                buffer.append(byte)
+            var end = index
+            while end < count && bytes[end] != 0x0A && bytes[end] != 0x0D { end += 1 }
+            if end > index {
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<end]))
+                lastWasCR = false
                 if buffer.count + data.count > maxEventBytes { throw TooLarge() }
             }
+            guard end < count else { break }
+            lastWasCR = bytes[end] == 0x0D
+            if let event = processLine() { events.append(event) }
+            buffer.removeAll(keepingCapacity: true)
+            index = end + 1
         }
         return events
     }

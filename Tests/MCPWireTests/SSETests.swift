@@ -27,6 +27,19 @@ struct SSETests {
         #expect(events == [SSEEvent(event: "message", data: "{\"a\":\n1}", id: "1"), SSEEvent(data: "second", id: "1")])
     }
 
+    @Test("every split of a stream gives the same events (runs copied in one go, CRLF across chunks)")
+    func splits() throws {
+        let stream = Array(": c\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: second\r\rdata: third\n\n".utf8)
+        var whole = SSEParser()
+        let expected = try whole.feed(stream)
+        #expect(expected.map(\.data) == ["{\"a\":\n1}", "second", "third"])
+        for cut in 1..<stream.count {
+            var parser = SSEParser()
+            let events = try parser.feed(Array(stream[..<cut])) + parser.feed(stream[cut...])
+            #expect(events == expected, "split at \(cut)")
+        }
+    }
+
     @Test("an event larger than the limit fails instead of growing without bound")
     func limit() {
         var parser = SSEParser(maxEventBytes: 16)
