@@ -466,7 +466,14 @@ final class MCPEndpoint: Sendable {
 
     private func stateless(_ message: JSONRPCMessage, request: Request, context: GatewayRequestContext, accepts: Accepts) async -> Response {
         do {
-            _ = try StatelessRequestRules.check(message) { name in request.headers[HTTPField.Name(name)!] }
+            _ = try StatelessRequestRules.check(message) { name in
+                switch name {
+                case MCPHeader.protocolVersion: request.headers[.mcpProtocolVersion]
+                case MCPHeader.method: request.headers[.mcpMethod]
+                case MCPHeader.name: request.headers[.mcpName]
+                default: HTTPField.Name(name).flatMap { request.headers[$0] }
+                }
+            }
         } catch {
             return HTTPResponses.rejection(error, id: message.id)
         }

@@ -156,8 +156,9 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         let upstreamToken = JSONValue.string("gh-\(upstreamID)")
         let clientToken = message.replaceProgressToken(with: upstreamToken)
         VersionBridge.prepareRequest(&message, upstream: info.version, client: client)
-        let key = request.id?.idKey ?? ""
-        lock.withLock { inFlight[key] = upstreamID }
+        // The id map serves notifications/cancelled, which only session-era upstreams get.
+        let key = info.version.isStateless ? nil : request.id?.idKey ?? ""
+        if let key { lock.withLock { inFlight[key] = upstreamID } }
         let call = Call(channel: self, upstreamID: upstreamID, originalID: originalID, upstreamToken: upstreamToken, clientToken: clientToken, key: key)
         if transport.isLean(member: member) {
             // Read in the caller's task: the timeout closes the connection.
@@ -175,7 +176,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         let originalID: JSONValue
         let upstreamToken: JSONValue
         let clientToken: JSONValue?
-        let key: String
+        let key: String?
 
         /// The event for a message of the answer; `final` when it is the response.
         func event(for incoming: JSONRPCMessage) -> (event: UpstreamEvent, final: Bool) {
@@ -191,6 +192,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         }
 
         func ended() {
+            guard let key else { return }
             _ = channel.lock.withLock { channel.inFlight.removeValue(forKey: key) }
         }
 

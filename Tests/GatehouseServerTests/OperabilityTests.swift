@@ -99,6 +99,12 @@ import Testing
         }
         #expect(RequestID.accept(nil).count == 16)
     }
+
+    @Test func generatedIDsAreDistinctLowercaseHex() {
+        let ids = (0..<10_000).map { _ in RequestID.accept(nil) }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) } })
+    }
 }
 
 @Suite struct RateLimitOverrideTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MCPWire
+import Synchronization
 
 /// The id of the request a log line belongs to: taken from a sane `X-Request-Id` or generated,
 /// echoed in the response, and added to every log line written while the request is handled
@@ -15,10 +16,29 @@ public enum RequestID {
         {
             return header
         }
+        // Unique, not secret: a random start (read once) and a counter, mixed so consecutive
+        // ids do not look alike. No system call per request.
+        let value = mix(base &+ counter.add(1, ordering: .relaxed).newValue)
+        var digits = [UInt8](repeating: 0x30, count: 16)
+        for index in 0..<16 {
+            let nibble = UInt8((value >> (60 - 4 * UInt64(index))) & 0xF)
+            digits[index] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble
+        }
+        return String(decoding: digits, as: UTF8.self)
+    }
+
+    private static let base: UInt64 = {
         var generator = SystemRandomNumberGenerator()
-        let value = generator.next() as UInt64
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        return generator.next()
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    /// SplitMix64's finaliser: a bijection, so distinct counters give distinct ids.
+    private static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 

@@ -23,6 +23,12 @@ final class Metrics: Sendable {
         var bucketCounts: [UInt64] = []
         var sum: Double = 0
         var count: UInt64 = 0
+
+        mutating func record(_ value: Double, buckets: [Double]) {
+            for (i, bound) in buckets.enumerated() where value <= bound { bucketCounts[i] += 1 }
+            sum += value
+            count += 1
+        }
     }
 
     static let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -71,11 +77,9 @@ final class Metrics: Sendable {
     func observe(_ name: String, _ labels: [String], _ value: Double) {
         guard let family = families[name] else { return }
         series.withLock { all in
-            var s = all[name, default: [:]][labels] ?? Series(bucketCounts: Array(repeating: 0, count: family.buckets.count))
-            for (i, bound) in family.buckets.enumerated() where value <= bound { s.bucketCounts[i] += 1 }
-            s.sum += value
-            s.count += 1
-            all[name, default: [:]][labels] = s
+            // In place: no copy of the bucket array per observation.
+            all[name, default: [:]][labels, default: Series(bucketCounts: Array(repeating: 0, count: family.buckets.count))]
+                .record(value, buckets: family.buckets)
         }
     }
 
