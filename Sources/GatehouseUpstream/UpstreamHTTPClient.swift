@@ -114,7 +114,13 @@ public final class UpstreamHTTPClient: Sendable {
         let exchange = Exchange(head: head, body: body, promise: pool.loop.makePromise())
         cancellation?.onCancel { pool.loop.execute { exchange.cancel(pool) } }
         return try await withTaskCancellationHandler {
-            pool.loop.execute { self.start(exchange, on: pool, allowRetry: true) }
+            // Usually the task already runs on the pool's loop (SwiftNIO is the executor): start
+            // at once instead of queueing a job.
+            if pool.loop.inEventLoop {
+                start(exchange, on: pool, allowRetry: true)
+            } else {
+                pool.loop.execute { self.start(exchange, on: pool, allowRetry: true) }
+            }
             return try await exchange.promise.futureResult.get()
         } onCancel: {
             pool.loop.execute { exchange.cancel(pool) }
