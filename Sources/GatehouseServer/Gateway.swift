@@ -35,6 +35,9 @@ public struct Gateway: Sendable {
         clientConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 512
         clientConfig.timeout.connect = .milliseconds(Int64((config.servers.map(\.timeouts.connectSeconds).max() ?? 5) * 1000))
         clientConfig.decompression = .disabled
+        // An upstream's answer must not steer the gateway elsewhere (the lean client for http://
+        // endpoints does not follow redirects either); the error names the Location instead.
+        clientConfig.redirectConfiguration = .disallow
         // A refused connection is an answer: fail the request now (the client gets an error
         // naming the upstream) instead of retrying until the connect timeout.
         clientConfig.connectionPool.retryConnectionEstablishment = false

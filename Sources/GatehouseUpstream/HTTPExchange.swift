@@ -190,6 +190,12 @@ final class HTTPExchange: @unchecked Sendable {
         }
         guard (200..<300).contains(status.code) else {
             transport.logger.debug("upstream HTTP error", metadata: ["upstream": "\(serverName)", "status": "\(status.code)"])
+            // Redirects are not followed (a gateway must not be steered elsewhere by an answer):
+            // say where it points, so the config can name the final URL.
+            if (300..<400).contains(status.code), let location = reply.headers.first(name: "location") {
+                throw UpstreamError(upstream: serverName, kind: .unavailable,
+                                    detail: "it answered HTTP \(status.code) redirecting to \(location.prefix(200)); redirects are not followed, put the final URL in spec.http.url")
+            }
             throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "it answered HTTP \(status.code)")
         }
         throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response is not JSON-RPC")
