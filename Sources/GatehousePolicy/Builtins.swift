@@ -208,14 +208,7 @@ extension Builtins {
             default: throw typeError(1, "any of {boolean, null, number, string}", a[0])
             }
         },
-        Builtin("internal.member_2", 2) { a, _ in
-            switch a[1] {
-            case .array(let x): return .bool(x.contains(a[0]))
-            case .set(let s): return .bool(s.contains(a[0]))
-            case .object(let o): return .bool(o.values.contains(a[0]))
-            default: return .false
-            }
-        },
+        Builtin("internal.member_2", 2) { a, _ in .bool(member(a[0], a[1])) },
         Builtin("internal.member_3", 3) { a, _ in
             switch a[2] {
             case .array, .object: return .bool(a[2].lookup(a[0]) == a[1])
@@ -225,6 +218,16 @@ extension Builtins {
         },
         Builtin("print", -1) { _, _ in .true },
     ]
+
+    /// `x in xs`: array element, set member or object value.
+    static func member(_ x: Value, _ xs: Value) -> Bool {
+        switch xs {
+        case .array(let a): return a.contains(x)
+        case .set(let s): return s.contains(x)
+        case .object(let o): return o.values.contains(x)
+        default: return false
+        }
+    }
 
     static func roundNumber(_ n: Number, _ rule: FloatingPointRoundingRule) -> Number {
         switch n {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One Rego source file.
 public struct PolicyModule: Sendable {
@@ -46,6 +47,8 @@ public final class CompiledPolicy: @unchecked Sendable {
     let builtins: [String: Builtin]
     public let baseData: Value
     let packageRuleNames: [String: Set<String>]
+    /// Evaluation contexts kept for reuse (see `withContext`).
+    private let contexts = Mutex<[EvalContext]>([])
     /// Paths (without `data.`) of every rule, e.g. `["authz", "allow"]`.
     public var rulePaths: [[String]] { ruleSets.map(\.path) }
 
@@ -92,16 +95,33 @@ public final class CompiledPolicy: @unchecked Sendable {
         return q
     }
 
-    func makeContext(_ options: EvalOptions) -> EvalContext {
-        EvalContext(
-            policy: self, input: options.input, data: options.data ?? baseData, strict: options.strictBuiltinErrors,
-            print: options.print, clock: options.clock)
+    /// Runs `body` with an evaluation context: a pooled one when available (its slot and rule-cache
+    /// arrays are already allocated), returned cleared afterwards. At most 64 are kept.
+    func withContext<R>(_ options: EvalOptions, _ body: (EvalContext) throws(PolicyError) -> R) throws(PolicyError) -> R {
+        let data = options.data ?? baseData
+        let ctx: EvalContext
+        if let pooled = contexts.withLock({ $0.popLast() }) {
+            pooled.begin(input: options.input, data: data, strict: options.strictBuiltinErrors, print: options.print, clock: options.clock)
+            ctx = pooled
+        } else {
+            ctx = EvalContext(
+                policy: self, input: options.input, data: data, strict: options.strictBuiltinErrors,
+                print: options.print, clock: options.clock)
+        }
+        defer {
+            ctx.end()
+            contexts.withLock { if $0.count < 64 { $0.append(ctx) } }
+        }
+        return try body(ctx)
     }
 
     /// Evaluates a query; returns one binding set per solution (variables starting with `_` omitted).
     /// A query without variables that succeeds returns one empty binding set.
     public func eval(_ query: CompiledQuery, options: EvalOptions = EvalOptions()) throws(PolicyError) -> [[String: Value]] {
-        let ctx = makeContext(options)
+        try withContext(options) { ctx throws(PolicyError) in try eval(query, ctx) }
+    }
+
+    private func eval(_ query: CompiledQuery, _ ctx: EvalContext) throws(PolicyError) -> [[String: Value]] {
         let f = ctx.pushFrame(query.slotCount)
         var results: [[String: Value]] = []
         do {
@@ -124,7 +144,10 @@ public final class CompiledPolicy: @unchecked Sendable {
     /// Evaluates a single-expression query (e.g. `data.authz.allow`) and returns its value,
     /// or nil when undefined. For a query made of one term, the value of that term.
     public func evalValue(_ query: CompiledQuery, options: EvalOptions = EvalOptions()) throws(PolicyError) -> Value? {
-        let ctx = makeContext(options)
+        try withContext(options) { ctx throws(PolicyError) in try evalValue(query, ctx) }
+    }
+
+    private func evalValue(_ query: CompiledQuery, _ ctx: EvalContext) throws(PolicyError) -> Value? {
         let f = ctx.pushFrame(query.slotCount)
         var out: Value?
         do {
@@ -143,7 +166,10 @@ public final class CompiledPolicy: @unchecked Sendable {
 
     /// Fast path: the value of the rule (or document) at `path` under `data` (e.g. ["authz", "allow"]).
     public func evalRule(_ path: [String], options: EvalOptions = EvalOptions()) throws(PolicyError) -> Value? {
-        let ctx = makeContext(options)
+        try withContext(options) { ctx throws(PolicyError) in try evalRule(path, ctx) }
+    }
+
+    private func evalRule(_ path: [String], _ ctx: EvalContext) throws(PolicyError) -> Value? {
         do {
             if let node = root.find(path[...]), let rs = node.ruleSet, node.children.isEmpty {
                 return try ctx.evalRuleSet(rs)

@@ -22,33 +22,94 @@ enum Simple {
     case complex
 }
 
-/// State of one query evaluation. Not shared between threads; created per query.
-public final class EvalContext {
-    let policy: CompiledPolicy
-    var input: Value?
-    var data: Value
-    /// Rule results of this query (by rule-set id); `.inProgress` while a rule is being evaluated.
-    var cache: [Int: CacheEntry] = [:]
+/// Rule results of one query, indexed by rule-set id. The entries array is sized to the policy's
+/// rule sets on first use and kept when the context is reused; `touched` lists the ids set since
+/// the last `clear()`, so clearing costs what the query used, not the size of the policy.
+struct RuleCache {
+    var entries: [CacheEntry?] = []
+    var touched: [Int] = []
+
+    @inline(__always)
+    func get(_ id: Int) -> CacheEntry? {
+        id < entries.count ? entries[id] : nil
+    }
+
+    @inline(__always)
+    mutating func set(_ id: Int, _ e: CacheEntry, size: Int) {
+        if entries.count <= id { entries.append(contentsOf: repeatElement(nil, count: max(size, id + 1) - entries.count)) }
+        if case .none = entries[id] { touched.append(id) }
+        entries[id] = e
+    }
+
+    mutating func clear() {
+        for id in touched { entries[id] = nil }
+        touched.removeAll(keepingCapacity: true)
+    }
+}
+
+/// State of one query evaluation, used by one thread at a time. `CompiledPolicy` keeps a few of
+/// them for reuse (their slot and cache arrays stay allocated), which is why it is `Sendable`:
+/// the pool hands a context to one evaluation at a time and takes it back cleared.
+public final class EvalContext: @unchecked Sendable {
+    /// Unowned: the policy keeps its pooled contexts, and a context is only used while an evaluation
+    /// of that policy runs (a strong reference would be a cycle that keeps replaced policies alive).
+    unowned(unsafe) let policy: CompiledPolicy
+    let ruleSetCount: Int
+    @exclusivity(unchecked) var input: Value?
+    @exclusivity(unchecked) var data: Value
+    // The evaluator is single-threaded and never holds overlapping accesses to its own state, so the
+    // hot fields skip dynamic exclusivity checks (swift_beginAccess was ~5% of a client_authz decision).
+    /// Rule results of this query, indexed by rule-set id (nil: not evaluated yet); `.inProgress` while
+    /// a rule is being evaluated. Empty until the first rule is evaluated.
+    @exclusivity(unchecked) var cache = RuleCache()
     /// Variable slots of all active frames.
-    var slots: [Value?] = []
-    var top = 0
-    var mocks: [String: Mock] = [:]
-    var dataOverrides: [([String], Value)] = []
-    let strict: Bool
-    var callDepth = 0
+    @exclusivity(unchecked) var slots: [Value?] = []
+    @exclusivity(unchecked) var top = 0
+    @exclusivity(unchecked) var mocks: [String: Mock] = [:]
+    @exclusivity(unchecked) var dataOverrides: [([String], Value)] = []
+    var strict: Bool
+    @exclusivity(unchecked) var callDepth = 0
     var uuids: [String: String] = [:]
-    let printHook: (@Sendable (String) -> Void)?
+    var printHook: (@Sendable (String) -> Void)?
     private var fixedNow: Int64?
-    let clock: @Sendable () -> Date
+    var clock: @Sendable () -> Date
 
     init(policy: CompiledPolicy, input: Value?, data: Value, strict: Bool, print: (@Sendable (String) -> Void)?, clock: @escaping @Sendable () -> Date) {
         self.policy = policy
+        self.ruleSetCount = policy.ruleSets.count
         self.input = input
         self.data = data
         self.slots.reserveCapacity(32)
         self.strict = strict
         self.printHook = print
         self.clock = clock
+    }
+
+    /// Prepares a pooled context for the next query.
+    func begin(input: Value?, data: Value, strict: Bool, print: (@Sendable (String) -> Void)?, clock: @escaping @Sendable () -> Date) {
+        self.input = input
+        self.data = data
+        self.strict = strict
+        self.printHook = print
+        self.clock = clock
+    }
+
+    /// Drops everything a query left (also after an error), so a pooled context holds no values.
+    func end() {
+        cache.clear()
+        var i = 0
+        while i < slots.count {
+            if slots[i] != nil { slots[i] = nil }
+            i &+= 1
+        }
+        top = 0
+        input = nil
+        if !mocks.isEmpty { mocks = [:] }
+        if !dataOverrides.isEmpty { dataOverrides = [] }
+        if !uuids.isEmpty { uuids = [:] }
+        callDepth = 0
+        fixedNow = nil
+        printHook = nil
     }
 
     /// `time.now_ns()`: fixed once per query.
@@ -107,11 +168,45 @@ public final class EvalContext {
         case .noop:
             return try k()
         case .term(let t):
+            // Most body expressions are references or calls with one value: test it without a closure.
+            switch t {
+            case .ref, .dataRef, .input, .const:
+                switch try simple(t, f) {
+                case .value(let v):
+                    if case .bool(false) = v { return false }
+                    return try k()
+                case .undefined: return false
+                case .complex: break
+                }
+            case .call(let callee, let args, let loc):
+                if mocks.isEmpty {
+                    switch try simpleCall(callee, args, f, loc) {
+                    case .value(let v):
+                        if case .bool(false) = v { return false }
+                        return try k()
+                    case .undefined: return false
+                    case .complex: break
+                    }
+                }
+            default: break
+            }
             return try evalTerm(t, f) { v in
                 if case .bool(false) = v { return false }
                 return try k()
             }
         case .unify(let a, let b):
+            // `x := <one value>` (the usual assignment): bind without continuation closures.
+            if case .slot(let s) = a, slots[f.base &+ s] == nil {
+                switch try simple(b, f) {
+                case .value(let v):
+                    slots[f.base &+ s] = v
+                    let r = try k()
+                    slots[f.base &+ s] = nil
+                    return r
+                case .undefined: return false
+                case .complex: break
+                }
+            }
             return try unify(a, b, f, k)
         case .someIn(let key, let value, let coll):
             return try evalTerm(coll, f) { c in
@@ -165,7 +260,7 @@ public final class EvalContext {
             }
         }
         var innerInput = input, innerOverrides = dataOverrides, innerMocks = mocks
-        var innerCache: [Int: CacheEntry] = [:]
+        var innerCache = RuleCache()
         cache = innerCache
         defer {
             input = savedInput
@@ -256,6 +351,45 @@ public final class EvalContext {
         }
     }
 
+    /// A call whose arguments each have one value, evaluated without continuation closures.
+    /// `.complex` (before anything is evaluated) when an argument needs enumeration or the callee
+    /// is evaluated by the evaluator itself (`print`, `walk`).
+    @inline(never)
+    func simpleCall(_ callee: Callee, _ args: [CTerm], _ f: Frame, _ loc: SourceLocation) throws -> Simple {
+        switch callee {
+        case .builtin(let b):
+            if b.isSpecial { return .complex }
+            if b.isMember2 {
+                // `x in xs`, the most common call in policies: no argument array.
+                let x: Value, xs: Value
+                switch try simple(args[0], f) {
+                case .value(let v): x = v
+                case .undefined: return .undefined
+                case .complex: return .complex
+                }
+                switch try simple(args[1], f) {
+                case .value(let v): xs = v
+                case .undefined: return .undefined
+                case .complex: return .complex
+                }
+                return .value(.bool(Builtins.member(x, xs)))
+            }
+            var vals: [Value] = []
+            vals.reserveCapacity(args.count)
+            for a in args {
+                switch try simple(a, f) {
+                case .value(let v): vals.append(v)
+                case .undefined: return .undefined
+                case .complex: return .complex
+                }
+            }
+            guard let r = try call(callee, vals, loc) else { return .undefined }
+            return .value(r)
+        case .function(let rs):
+            return try callFunctionSimple(rs, args, f, loc)
+        }
+    }
+
     func evalTerm(_ t: CTerm, _ f: Frame, _ k: (Value) throws -> Bool) throws -> Bool {
         switch t {
         case .const(let v): return try k(v)
@@ -305,6 +439,12 @@ public final class EvalContext {
                 if b.name == "print" { return try evalPrint(args, f, loc, k) }
                 if mocks.isEmpty || mocks["walk"] == nil {
                     return try evalTerm(args[0], f) { v in try walkRelation(v, [], k) }
+                }
+            } else if mocks.isEmpty {
+                switch try simpleCall(callee, args, f, loc) {
+                case .value(let v): return try k(v)
+                case .undefined: return false
+                case .complex: break
                 }
             }
             return try evalList(args, 0, f, []) { vals in
@@ -641,7 +781,7 @@ public final class EvalContext {
     // MARK: rules
 
     func evalRuleSet(_ rs: RuleSet) throws -> Value? {
-        if let c = cache[rs.id] {
+        if let c = cache.get(rs.id) {
             switch c {
             case .undefined: return nil
             case .value(let v): return v
@@ -649,7 +789,7 @@ public final class EvalContext {
                 throw PolicyError(.recursion, "rule \(rs.dottedPath) is recursive", at: rs.rules.first?.loc)
             }
         }
-        cache[rs.id] = .inProgress
+        cache.set(rs.id, .inProgress, size: ruleSetCount)
         var result: Value?
         switch rs.kind {
         case .complete:
@@ -708,7 +848,7 @@ public final class EvalContext {
         case .function:
             result = nil
         }
-        cache[rs.id] = result.map { .value($0) } ?? .undefined
+        cache.set(rs.id, result.map { CacheEntry.value($0) } ?? .undefined, size: ruleSetCount)
         return result
     }
 
@@ -761,24 +901,29 @@ public final class EvalContext {
     func evalComplete(_ r: CRule) throws -> Value? {
         let f = pushFrame(r.slotCount)
         defer { popFrame(f) }
-        let full = r.dottedPath
-        if let v = try evalBodyValue(r.body, r.value, f, r.loc, full) { return v }
+        if let v = try evalBodyValue(r.body, r.value, f, r) { return v }
         for el in r.elses {
-            if let v = try evalBodyValue(el.body, el.value, f, r.loc, full) { return v }
+            if let v = try evalBodyValue(el.body, el.value, f, r) { return v }
         }
         return nil
     }
 
-    func evalBodyValue(_ body: [CExpr], _ value: CTerm, _ f: Frame, _ loc: SourceLocation, _ name: String, isFunction: Bool = false) throws -> Value? {
+    func evalBodyValue(_ body: [CExpr], _ value: CTerm, _ f: Frame, _ rule: CRule, isFunction: Bool = false) throws -> Value? {
         var out: Value?
-        let stopEarly = value.isConst
+        if case .const(let c) = value {
+            // A constant value (`allow if ...`): the first solution of the body decides.
+            // (Not `? c : nil`: Value is ExpressibleByNilLiteral, so that would yield `.null`.)
+            if try evalBody(body, 0, f, { true }) { return c }
+            return nil
+        }
         _ = try evalBody(body, 0, f) {
             try evalTerm(value, f) { v in
                 if let o = out, o != v {
-                    throw PolicyError(.conflict, isFunction ? "function \(name) produced conflicting values for the same inputs" : "rule \(name) produced conflicting values", at: loc)
+                    let name = rule.dottedPath
+                    throw PolicyError(.conflict, isFunction ? "function \(name) produced conflicting values for the same inputs" : "rule \(name) produced conflicting values", at: rule.loc)
                 }
                 out = v
-                return stopEarly
+                return false
             }
         }
         return out
@@ -794,11 +939,11 @@ public final class EvalContext {
             defer { popFrame(f) }
             var found: Value?
             _ = try unifyArray(r.args, args, 0, f) {
-                if let v = try evalBodyValue(r.body, r.value, f, r.loc, rs.dottedPath, isFunction: true) {
+                if let v = try evalBodyValue(r.body, r.value, f, r, isFunction: true) {
                     found = v
                 } else {
                     for el in r.elses {
-                        if let v = try evalBodyValue(el.body, el.value, f, r.loc, rs.dottedPath, isFunction: true) {
+                        if let v = try evalBodyValue(el.body, el.value, f, r, isFunction: true) {
                             found = v
                             break
                         }
@@ -817,6 +962,84 @@ public final class EvalContext {
             out = try evalConst(d.value)
         }
         return out
+    }
+
+    /// Calls a function whose arguments all have one value (no enumeration), without building an
+    /// argument array or a chain of unification closures: the argument values are written into a
+    /// scratch frame and bound straight into each definition's slots. `.complex` when an argument
+    /// needs enumeration (the caller then takes the general path).
+    @inline(never)
+    func callFunctionSimple(_ rs: RuleSet, _ args: [CTerm], _ f: Frame, _ loc: SourceLocation) throws -> Simple {
+        let argFrame = pushFrame(args.count)
+        defer { popFrame(argFrame) }
+        for (i, a) in args.enumerated() {
+            switch try simple(a, f) {
+            case .value(let v): slots[argFrame.base &+ i] = v
+            case .undefined: return .undefined
+            case .complex: return .complex
+            }
+        }
+        callDepth += 1
+        defer { callDepth -= 1 }
+        if callDepth > 256 { throw PolicyError(.recursion, "function \(rs.dottedPath): call depth exceeded", at: loc) }
+        var out: Value?
+        for r in rs.rules {
+            let rf = pushFrame(r.slotCount)
+            defer { popFrame(rf) }
+            var bound = true
+            var needsUnify = false
+            for (i, p) in r.args.enumerated() {
+                let v = slots[argFrame.base &+ i]!
+                switch p {
+                case .slot(let s):
+                    if let b = slots[rf.base &+ s] {
+                        if b != v { bound = false }
+                    } else {
+                        slots[rf.base &+ s] = v
+                    }
+                case .const(let c):
+                    if c != v { bound = false }
+                default:
+                    needsUnify = true
+                }
+                if !bound || needsUnify { break }
+            }
+            if !bound { continue }
+            var found: Value?
+            if needsUnify {
+                // Patterns (arrays, objects) in the definition's head: the general unification.
+                var i = rf.base
+                while i < top { slots[i] = nil; i &+= 1 }
+                var vals: [Value] = []
+                vals.reserveCapacity(args.count)
+                for i in 0..<args.count { vals.append(slots[argFrame.base &+ i]!) }
+                _ = try unifyArray(r.args, vals, 0, rf) {
+                    found = try evalDefinition(r, rs, rf)
+                    return found != nil
+                }
+            } else {
+                found = try evalDefinition(r, rs, rf)
+            }
+            if let v = found {
+                if let o = out, o != v {
+                    throw PolicyError(.conflict, "function \(rs.dottedPath) produced conflicting values for the same inputs", at: loc)
+                }
+                out = v
+            }
+        }
+        if out == nil, let d = rs.defaultRule {
+            out = try evalConst(d.value)
+        }
+        return out.map { .value($0) } ?? .undefined
+    }
+
+    /// The value of one function definition (its body, then its `else` branches) with arguments bound.
+    func evalDefinition(_ r: CRule, _ rs: RuleSet, _ rf: Frame) throws -> Value? {
+        if let v = try evalBodyValue(r.body, r.value, rf, r, isFunction: true) { return v }
+        for el in r.elses {
+            if let v = try evalBodyValue(el.body, el.value, rf, r, isFunction: true) { return v }
+        }
+        return nil
     }
 
     func call(_ callee: Callee, _ args: [Value], _ loc: SourceLocation) throws -> Value? {

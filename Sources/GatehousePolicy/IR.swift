@@ -11,8 +11,11 @@ final class Builtin: @unchecked Sendable {
     let alwaysStrict: Bool
     /// `print` and `walk` are evaluated by the evaluator itself.
     let isSpecial: Bool
+    /// `x in xs` (`internal.member_2`): evaluated inline when both operands are simple (no argument array).
+    let isMember2: Bool
     init(_ name: String, _ arity: Int, alwaysStrict: Bool = false, _ impl: @escaping BuiltinImpl) {
         self.isSpecial = name == "print" || name == "walk"
+        self.isMember2 = name == "internal.member_2"
         self.name = name
         self.arity = arity
         self.impl = impl
@@ -50,17 +53,19 @@ final class Compr: @unchecked Sendable {
     }
 }
 
-indirect enum CTerm {
+/// Only the large and recursive cases are boxed: constants and slots (the hot cases) are stored
+/// inline, so matching them costs no retain of a box.
+enum CTerm {
     case const(Value)
     case slot(Int)
     case input
     /// `data` reference: `node` is the rule-tree node reached by the static prefix `prefix`; `rest` follows.
-    case dataRef(node: RuleNode?, prefix: [String], rest: [CTerm])
-    case ref(CTerm, [CTerm])
+    indirect case dataRef(node: RuleNode?, prefix: [String], rest: [CTerm])
+    indirect case ref(CTerm, [CTerm])
     case array([CTerm])
     case object([(CTerm, CTerm)])
     case set([CTerm])
-    case call(Callee, [CTerm], SourceLocation)
+    indirect case call(Callee, [CTerm], SourceLocation)
     case compr(Compr)
 
     var isConst: Bool { if case .const = self { return true }; return false }
@@ -100,14 +105,15 @@ final class CExpr: @unchecked Sendable {
     }
 }
 
+/// Fields are set by the compiler and read-only afterwards (hence no dynamic exclusivity checks).
 final class CRule: @unchecked Sendable {
-    var args: [CTerm] = []
-    var keys: [CTerm] = []
-    var value: CTerm = .const(.true)
-    var body: [CExpr] = []
-    var elses: [(value: CTerm, body: [CExpr])] = []
-    var slotCount = 0
-    var dottedPath = ""
+    @exclusivity(unchecked) var args: [CTerm] = []
+    @exclusivity(unchecked) var keys: [CTerm] = []
+    @exclusivity(unchecked) var value: CTerm = .const(.true)
+    @exclusivity(unchecked) var body: [CExpr] = []
+    @exclusivity(unchecked) var elses: [(value: CTerm, body: [CExpr])] = []
+    @exclusivity(unchecked) var slotCount = 0
+    @exclusivity(unchecked) var dottedPath = ""
     let loc: SourceLocation
     let decl: RuleDecl
     let module: Module
@@ -127,9 +133,9 @@ final class RuleSet: @unchecked Sendable {
     let id: Int
     let path: [String]
     let kind: RuleKind
-    var rules: [CRule] = []
-    var defaultRule: CRule?
-    var arity: Int = 0
+    @exclusivity(unchecked) var rules: [CRule] = []
+    @exclusivity(unchecked) var defaultRule: CRule?
+    @exclusivity(unchecked) var arity: Int = 0
     /// `data.a.b.c`, computed once (used in error messages on hot paths).
     let dottedPath: String
     init(id: Int, path: [String], kind: RuleKind) {
@@ -143,8 +149,8 @@ final class RuleSet: @unchecked Sendable {
 /// Node of the virtual document tree under `data`.
 final class RuleNode: @unchecked Sendable {
     let path: [String]
-    var children: [String: RuleNode] = [:]
-    var ruleSet: RuleSet?
+    @exclusivity(unchecked) var children: [String: RuleNode] = [:]
+    @exclusivity(unchecked) var ruleSet: RuleSet?
     init(path: [String]) { self.path = path }
 
     func child(_ name: String) -> RuleNode {

@@ -220,6 +220,43 @@ struct EvalSemanticsTests {
         }
     }
 
+    @Test func reusedContextsKeepNothingFromEarlierQueries() throws {
+        // Evaluation contexts are pooled: rule results, bindings and `with` overrides of one query
+        // must not be visible to the next, including after a query that failed half-way.
+        let p = try compile("""
+            package a
+
+            level := input.level
+            allow if level > 2
+            boom := 1 / input.d
+            tested if allow with input as {"level": 9}
+            """)
+        let allow = try p.prepare(query: "data.a.allow")
+        let boom = try p.prepare(query: "data.a.boom")
+        let tested = try p.prepare(query: "data.a.tested")
+        for _ in 0..<3 {
+            #expect(try p.evalValue(allow, options: EvalOptions(input: ["level": 5])) == .true)
+            #expect(try p.evalValue(allow, options: EvalOptions(input: ["level": 1])) == nil)
+            #expect(throws: PolicyError.self) { try p.evalValue(boom, options: EvalOptions(input: ["d": 0])) }
+            #expect(try p.evalValue(boom, options: EvalOptions(input: ["d": 1])) == .int(1))
+            #expect(try p.evalValue(tested, options: EvalOptions(input: ["level": 0])) == .true)
+            #expect(try p.evalValue(allow, options: EvalOptions(input: ["level": 0])) == nil)
+            #expect(try p.evalValue(allow, options: EvalOptions()) == nil)
+        }
+    }
+
+    @Test func compiledPolicyIsFreedWithItsPooledContexts() throws {
+        // The pool must not keep a replaced policy alive (hot reload compiles a new one each time).
+        weak var weakPolicy: CompiledPolicy?
+        do {
+            let p = try compile("package a\n\nallow if input.x == 1\n")
+            weakPolicy = p
+            let q = try p.prepare(query: "data.a.allow")
+            #expect(try p.evalValue(q, options: EvalOptions(input: ["x": 1])) == .true)
+        }
+        #expect(weakPolicy == nil)
+    }
+
     @Test func timeNowFixedPerQuery() throws {
         let p = try compile("package a\n\np if { a := time.now_ns(); b := time.now_ns(); a == b }\n")
         #expect(try value(p, "data.a.p") == .true)
