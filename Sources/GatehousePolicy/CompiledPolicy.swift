@@ -98,16 +98,10 @@ public final class CompiledPolicy: @unchecked Sendable {
     /// Runs `body` with an evaluation context: a pooled one when available (its slot and rule-cache
     /// arrays are already allocated), returned cleared afterwards. At most 64 are kept.
     func withContext<R>(_ options: EvalOptions, _ body: (EvalContext) throws(PolicyError) -> R) throws(PolicyError) -> R {
-        let data = options.data ?? baseData
-        let ctx: EvalContext
-        if let pooled = contexts.withLock({ $0.popLast() }) {
-            pooled.begin(input: options.input, data: data, strict: options.strictBuiltinErrors, print: options.print, clock: options.clock)
-            ctx = pooled
-        } else {
-            ctx = EvalContext(
-                policy: self, input: options.input, data: data, strict: options.strictBuiltinErrors,
-                print: options.print, clock: options.clock)
-        }
+        let ctx = contexts.withLock { $0.popLast() } ?? EvalContext(ruleSetCount: ruleSets.count)
+        ctx.begin(
+            input: options.input, data: options.data ?? baseData, strict: options.strictBuiltinErrors,
+            print: options.print, clock: options.clock)
         defer {
             ctx.end()
             contexts.withLock { if $0.count < 64 { $0.append(ctx) } }

@@ -22,21 +22,22 @@ enum Simple {
     case complex
 }
 
-/// Rule results of one query, indexed by rule-set id. The entries array is sized to the policy's
-/// rule sets on first use and kept when the context is reused; `touched` lists the ids set since
-/// the last `clear()`, so clearing costs what the query used, not the size of the policy.
+/// Rule results of one query, indexed by rule-set id (one entry per rule set of the policy, kept
+/// when the context is reused); `touched` lists the ids set since the last `clear()`, so clearing
+/// costs what the query used, not the size of the policy.
 struct RuleCache {
-    var entries: [CacheEntry?] = []
+    var entries: [CacheEntry?]
     var touched: [Int] = []
 
-    @inline(__always)
-    func get(_ id: Int) -> CacheEntry? {
-        id < entries.count ? entries[id] : nil
+    init(size: Int) {
+        entries = Array(repeating: nil, count: size)
     }
 
     @inline(__always)
-    mutating func set(_ id: Int, _ e: CacheEntry, size: Int) {
-        if entries.count <= id { entries.append(contentsOf: repeatElement(nil, count: max(size, id + 1) - entries.count)) }
+    func get(_ id: Int) -> CacheEntry? { entries[id] }
+
+    @inline(__always)
+    mutating func set(_ id: Int, _ e: CacheEntry) {
         if case .none = entries[id] { touched.append(id) }
         entries[id] = e
     }
@@ -49,43 +50,37 @@ struct RuleCache {
 
 /// State of one query evaluation, used by one thread at a time. `CompiledPolicy` keeps a few of
 /// them for reuse (their slot and cache arrays stay allocated), which is why it is `Sendable`:
-/// the pool hands a context to one evaluation at a time and takes it back cleared.
+/// the pool hands a context to one evaluation at a time and takes it back cleared. A context holds
+/// no reference to its policy, so the pool is no cycle.
 public final class EvalContext: @unchecked Sendable {
-    /// Unowned: the policy keeps its pooled contexts, and a context is only used while an evaluation
-    /// of that policy runs (a strong reference would be a cycle that keeps replaced policies alive).
-    unowned(unsafe) let policy: CompiledPolicy
     let ruleSetCount: Int
     @exclusivity(unchecked) var input: Value?
-    @exclusivity(unchecked) var data: Value
+    @exclusivity(unchecked) var data: Value = .null
     // The evaluator is single-threaded and never holds overlapping accesses to its own state, so the
     // hot fields skip dynamic exclusivity checks (swift_beginAccess was ~5% of a client_authz decision).
     /// Rule results of this query, indexed by rule-set id (nil: not evaluated yet); `.inProgress` while
-    /// a rule is being evaluated. Empty until the first rule is evaluated.
-    @exclusivity(unchecked) var cache = RuleCache()
+    /// a rule is being evaluated.
+    @exclusivity(unchecked) var cache: RuleCache
     /// Variable slots of all active frames.
     @exclusivity(unchecked) var slots: [Value?] = []
     @exclusivity(unchecked) var top = 0
     @exclusivity(unchecked) var mocks: [String: Mock] = [:]
     @exclusivity(unchecked) var dataOverrides: [([String], Value)] = []
-    var strict: Bool
+    var strict = true
     @exclusivity(unchecked) var callDepth = 0
     var uuids: [String: String] = [:]
     var printHook: (@Sendable (String) -> Void)?
     private var fixedNow: Int64?
-    var clock: @Sendable () -> Date
+    var clock: @Sendable () -> Date = { Date() }
 
-    init(policy: CompiledPolicy, input: Value?, data: Value, strict: Bool, print: (@Sendable (String) -> Void)?, clock: @escaping @Sendable () -> Date) {
-        self.policy = policy
-        self.ruleSetCount = policy.ruleSets.count
-        self.input = input
-        self.data = data
+    /// An empty context for a policy with `ruleSetCount` rule sets; `begin` sets up each query.
+    init(ruleSetCount: Int) {
+        self.ruleSetCount = ruleSetCount
+        self.cache = RuleCache(size: ruleSetCount)
         self.slots.reserveCapacity(32)
-        self.strict = strict
-        self.printHook = print
-        self.clock = clock
     }
 
-    /// Prepares a pooled context for the next query.
+    /// Prepares the context for a query.
     func begin(input: Value?, data: Value, strict: Bool, print: (@Sendable (String) -> Void)?, clock: @escaping @Sendable () -> Date) {
         self.input = input
         self.data = data
@@ -169,26 +164,12 @@ public final class EvalContext: @unchecked Sendable {
             return try k()
         case .term(let t):
             // Most body expressions are references or calls with one value: test it without a closure.
-            switch t {
-            case .ref, .dataRef, .input, .const:
-                switch try simple(t, f) {
-                case .value(let v):
-                    if case .bool(false) = v { return false }
-                    return try k()
-                case .undefined: return false
-                case .complex: break
-                }
-            case .call(let callee, let args, let loc):
-                if mocks.isEmpty {
-                    switch try simpleCall(callee, args, f, loc) {
-                    case .value(let v):
-                        if case .bool(false) = v { return false }
-                        return try k()
-                    case .undefined: return false
-                    case .complex: break
-                    }
-                }
-            default: break
+            switch try singleValue(t, f) {
+            case .value(let v):
+                if case .bool(false) = v { return false }
+                return try k()
+            case .undefined: return false
+            case .complex: break
             }
             return try evalTerm(t, f) { v in
                 if case .bool(false) = v { return false }
@@ -260,7 +241,7 @@ public final class EvalContext: @unchecked Sendable {
             }
         }
         var innerInput = input, innerOverrides = dataOverrides, innerMocks = mocks
-        var innerCache = RuleCache()
+        var innerCache = RuleCache(size: ruleSetCount)
         cache = innerCache
         defer {
             input = savedInput
@@ -346,6 +327,20 @@ public final class EvalContext: @unchecked Sendable {
                 cur = n
             }
             return .value(cur)
+        default:
+            return .complex
+        }
+    }
+
+    /// The value of a test term with at most one value (a reference, or a call whose arguments each
+    /// have one value), without enumeration; `.complex` otherwise.
+    @inline(never)
+    func singleValue(_ t: CTerm, _ f: Frame) throws -> Simple {
+        switch t {
+        case .ref, .dataRef, .input, .const:
+            return try simple(t, f)
+        case .call(let callee, let args, let loc):
+            return mocks.isEmpty ? try simpleCall(callee, args, f, loc) : .complex
         default:
             return .complex
         }
@@ -789,7 +784,7 @@ public final class EvalContext: @unchecked Sendable {
                 throw PolicyError(.recursion, "rule \(rs.dottedPath) is recursive", at: rs.rules.first?.loc)
             }
         }
-        cache.set(rs.id, .inProgress, size: ruleSetCount)
+        cache.set(rs.id, .inProgress)
         var result: Value?
         switch rs.kind {
         case .complete:
@@ -848,7 +843,7 @@ public final class EvalContext: @unchecked Sendable {
         case .function:
             result = nil
         }
-        cache.set(rs.id, result.map { CacheEntry.value($0) } ?? .undefined, size: ruleSetCount)
+        cache.set(rs.id, result.map { CacheEntry.value($0) } ?? .undefined)
         return result
     }
 
@@ -930,46 +925,37 @@ public final class EvalContext: @unchecked Sendable {
     }
 
     func callFunction(_ rs: RuleSet, _ args: [Value], _ loc: SourceLocation) throws -> Value? {
-        callDepth += 1
+        try enterFunction(rs, loc)
         defer { callDepth -= 1 }
-        if callDepth > 256 { throw PolicyError(.recursion, "function \(rs.dottedPath): call depth exceeded", at: loc) }
         var out: Value?
         for r in rs.rules {
             let f = pushFrame(r.slotCount)
             defer { popFrame(f) }
             var found: Value?
             _ = try unifyArray(r.args, args, 0, f) {
-                if let v = try evalBodyValue(r.body, r.value, f, r, isFunction: true) {
-                    found = v
-                } else {
-                    for el in r.elses {
-                        if let v = try evalBodyValue(el.body, el.value, f, r, isFunction: true) {
-                            found = v
-                            break
-                        }
-                    }
-                }
+                found = try evalDefinition(r, f)
                 return found != nil
             }
-            if let v = found {
-                if let o = out, o != v {
-                    throw PolicyError(.conflict, "function \(rs.dottedPath) produced conflicting values for the same inputs", at: loc)
-                }
-                out = v
-            }
+            try merge(found, into: &out, rs, loc)
         }
-        if out == nil, let d = rs.defaultRule {
-            out = try evalConst(d.value)
-        }
-        return out
+        return try functionResult(out, rs)
     }
 
-    /// Calls a function whose arguments all have one value (no enumeration), without building an
-    /// argument array or a chain of unification closures: the argument values are written into a
-    /// scratch frame and bound straight into each definition's slots. `.complex` when an argument
-    /// needs enumeration (the caller then takes the general path).
+    /// Calls a function whose arguments all have one value (no enumeration) and whose definitions
+    /// take plain variables or constants (no array/object patterns), without building an argument
+    /// array or a chain of unification closures: the argument values are written into a scratch
+    /// frame and bound straight into each definition's slots. `.complex`, before anything is
+    /// evaluated, when the general path (`callFunction`) is needed.
     @inline(never)
     func callFunctionSimple(_ rs: RuleSet, _ args: [CTerm], _ f: Frame, _ loc: SourceLocation) throws -> Simple {
+        for r in rs.rules {
+            for p in r.args {
+                switch p {
+                case .slot, .const: continue
+                default: return .complex
+                }
+            }
+        }
         let argFrame = pushFrame(args.count)
         defer { popFrame(argFrame) }
         for (i, a) in args.enumerated() {
@@ -979,67 +965,65 @@ public final class EvalContext: @unchecked Sendable {
             case .complex: return .complex
             }
         }
-        callDepth += 1
+        try enterFunction(rs, loc)
         defer { callDepth -= 1 }
-        if callDepth > 256 { throw PolicyError(.recursion, "function \(rs.dottedPath): call depth exceeded", at: loc) }
         var out: Value?
-        for r in rs.rules {
+        definitions: for r in rs.rules {
             let rf = pushFrame(r.slotCount)
             defer { popFrame(rf) }
-            var bound = true
-            var needsUnify = false
             for (i, p) in r.args.enumerated() {
                 let v = slots[argFrame.base &+ i]!
                 switch p {
                 case .slot(let s):
+                    // Bound already when a variable appears twice in the head (`f(x, x)`).
                     if let b = slots[rf.base &+ s] {
-                        if b != v { bound = false }
+                        if b != v { continue definitions }
                     } else {
                         slots[rf.base &+ s] = v
                     }
                 case .const(let c):
-                    if c != v { bound = false }
+                    if c != v { continue definitions }
                 default:
-                    needsUnify = true
+                    preconditionFailure("checked above")
                 }
-                if !bound || needsUnify { break }
             }
-            if !bound { continue }
-            var found: Value?
-            if needsUnify {
-                // Patterns (arrays, objects) in the definition's head: the general unification.
-                var i = rf.base
-                while i < top { slots[i] = nil; i &+= 1 }
-                var vals: [Value] = []
-                vals.reserveCapacity(args.count)
-                for i in 0..<args.count { vals.append(slots[argFrame.base &+ i]!) }
-                _ = try unifyArray(r.args, vals, 0, rf) {
-                    found = try evalDefinition(r, rs, rf)
-                    return found != nil
-                }
-            } else {
-                found = try evalDefinition(r, rs, rf)
-            }
-            if let v = found {
-                if let o = out, o != v {
-                    throw PolicyError(.conflict, "function \(rs.dottedPath) produced conflicting values for the same inputs", at: loc)
-                }
-                out = v
-            }
+            try merge(try evalDefinition(r, rf), into: &out, rs, loc)
         }
-        if out == nil, let d = rs.defaultRule {
-            out = try evalConst(d.value)
+        return try functionResult(out, rs).map { .value($0) } ?? .undefined
+    }
+
+    @inline(__always)
+    func enterFunction(_ rs: RuleSet, _ loc: SourceLocation) throws {
+        callDepth += 1
+        if callDepth > 256 {
+            callDepth -= 1
+            throw PolicyError(.recursion, "function \(rs.dottedPath): call depth exceeded", at: loc)
         }
-        return out.map { .value($0) } ?? .undefined
     }
 
     /// The value of one function definition (its body, then its `else` branches) with arguments bound.
-    func evalDefinition(_ r: CRule, _ rs: RuleSet, _ rf: Frame) throws -> Value? {
+    func evalDefinition(_ r: CRule, _ rf: Frame) throws -> Value? {
         if let v = try evalBodyValue(r.body, r.value, rf, r, isFunction: true) { return v }
         for el in r.elses {
             if let v = try evalBodyValue(el.body, el.value, rf, r, isFunction: true) { return v }
         }
         return nil
+    }
+
+    /// Adds one definition's value to a function's result: definitions that apply must agree.
+    @inline(__always)
+    func merge(_ found: Value?, into out: inout Value?, _ rs: RuleSet, _ loc: SourceLocation) throws {
+        guard let v = found else { return }
+        if let o = out, o != v {
+            throw PolicyError(.conflict, "function \(rs.dottedPath) produced conflicting values for the same inputs", at: loc)
+        }
+        out = v
+    }
+
+    /// A function's value: the definitions' common value, else its default.
+    func functionResult(_ out: Value?, _ rs: RuleSet) throws -> Value? {
+        if out == nil, let d = rs.defaultRule { return try evalConst(d.value) }
+        return out
     }
 
     func call(_ callee: Callee, _ args: [Value], _ loc: SourceLocation) throws -> Value? {
