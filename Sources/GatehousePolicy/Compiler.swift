@@ -94,6 +94,14 @@ final class Compiler {
         for rs in ruleSets {
             for r in rs.rules { compileRule(r, rs) }
             if let d = rs.defaultRule { compileRule(d, rs) }
+            rs.plainHeads = rs.rules.allSatisfy { r in
+                r.args.allSatisfy { a in
+                    switch a {
+                    case .slot, .const: return true
+                    default: return false
+                    }
+                }
+            }
         }
         checkRecursion()
     }

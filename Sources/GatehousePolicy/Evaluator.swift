@@ -146,7 +146,7 @@ public final class EvalContext: @unchecked Sendable {
     }
 
     func evalExpr(_ e: CExpr, _ f: Frame, _ k: () throws -> Bool) throws -> Bool {
-        if !e.with.isEmpty { return try evalWith(e, f, k) }
+        if e.hasWith { return try evalWith(e, f, k) }
         return try evalExprNoWith(e, f, k)
     }
 
@@ -190,6 +190,24 @@ public final class EvalContext: @unchecked Sendable {
             }
             return try unify(a, b, f, k)
         case .someIn(let key, let value, let coll):
+            // `some x in xs` over an array with a fresh variable: bind each element, no closures.
+            if case .none = key, case .slot(let s) = value, slots[f.base &+ s] == nil {
+                switch try simple(coll, f) {
+                case .value(.array(let a)):
+                    let at = f.base &+ s
+                    for e in a {
+                        slots[at] = e
+                        if try k() {
+                            slots[at] = nil
+                            return true
+                        }
+                    }
+                    slots[at] = nil
+                    return false
+                case .undefined: return false
+                default: break
+                }
+            }
             return try evalTerm(coll, f) { c in
                 try iterate(c) { kk, vv in
                     if let key {
@@ -905,6 +923,14 @@ public final class EvalContext: @unchecked Sendable {
 
     func evalBodyValue(_ body: [CExpr], _ value: CTerm, _ f: Frame, _ rule: CRule, isFunction: Bool = false) throws -> Value? {
         var out: Value?
+        if body.isEmpty {
+            // `x := <expression>` without a body (e.g. `roles := data.roles`): no closures.
+            switch try simple(value, f) {
+            case .value(let v): return v
+            case .undefined: return nil
+            case .complex: break
+            }
+        }
         if case .const(let c) = value {
             // A constant value (`allow if ...`): the first solution of the body decides.
             // (Not `? c : nil`: Value is ExpressibleByNilLiteral, so that would yield `.null`.)
@@ -948,32 +974,33 @@ public final class EvalContext: @unchecked Sendable {
     /// evaluated, when the general path (`callFunction`) is needed.
     @inline(never)
     func callFunctionSimple(_ rs: RuleSet, _ args: [CTerm], _ f: Frame, _ loc: SourceLocation) throws -> Simple {
-        for r in rs.rules {
-            for p in r.args {
-                switch p {
-                case .slot, .const: continue
-                default: return .complex
-                }
-            }
-        }
-        let argFrame = pushFrame(args.count)
+        if !rs.plainHeads { return .complex }
+        let n = args.count
+        let argFrame = pushFrame(n)
         defer { popFrame(argFrame) }
-        for (i, a) in args.enumerated() {
-            switch try simple(a, f) {
+        var i = 0
+        while i < n {
+            switch try simple(args[i], f) {
             case .value(let v): slots[argFrame.base &+ i] = v
             case .undefined: return .undefined
             case .complex: return .complex
             }
+            i &+= 1
         }
         try enterFunction(rs, loc)
         defer { callDepth -= 1 }
         var out: Value?
-        definitions: for r in rs.rules {
+        let rules = rs.rules
+        var d = 0
+        definitions: while d < rules.count {
+            let r = rules[d]
+            d &+= 1
             let rf = pushFrame(r.slotCount)
             defer { popFrame(rf) }
-            for (i, p) in r.args.enumerated() {
-                let v = slots[argFrame.base &+ i]!
-                switch p {
+            var j = 0
+            while j < n {
+                let v = slots[argFrame.base &+ j].unsafelyUnwrapped
+                switch r.args[j] {
                 case .slot(let s):
                     // Bound already when a variable appears twice in the head (`f(x, x)`).
                     if let b = slots[rf.base &+ s] {
@@ -984,8 +1011,9 @@ public final class EvalContext: @unchecked Sendable {
                 case .const(let c):
                     if c != v { continue definitions }
                 default:
-                    preconditionFailure("checked above")
+                    preconditionFailure("plainHeads checked at compile time")
                 }
+                j &+= 1
             }
             try merge(try evalDefinition(r, rf), into: &out, rs, loc)
         }

@@ -96,11 +96,14 @@ final class CExpr: @unchecked Sendable {
     let kind: CExprKind
     let negated: Bool
     let with: [CWith]
+    /// `!with.isEmpty`, read on every evaluation of the expression.
+    let hasWith: Bool
     let loc: SourceLocation
     init(kind: CExprKind, negated: Bool, with: [CWith], loc: SourceLocation) {
         self.kind = kind
         self.negated = negated
         self.with = with
+        self.hasWith = !with.isEmpty
         self.loc = loc
     }
 }
@@ -136,6 +139,9 @@ final class RuleSet: @unchecked Sendable {
     @exclusivity(unchecked) var rules: [CRule] = []
     @exclusivity(unchecked) var defaultRule: CRule?
     @exclusivity(unchecked) var arity: Int = 0
+    /// True when every definition's head arguments are plain variables or constants (no array or
+    /// object patterns), so calls can bind arguments straight into slots (`callFunctionSimple`).
+    @exclusivity(unchecked) var plainHeads = false
     /// `data.a.b.c`, computed once (used in error messages on hot paths).
     let dottedPath: String
     init(id: Int, path: [String], kind: RuleKind) {

@@ -257,6 +257,47 @@ struct EvalSemanticsTests {
         #expect(weakPolicy == nil)
     }
 
+    @Test func someInAndFunctionCallsAgreeOnEveryCollectionShape() throws {
+        // `some x in xs` over an array and calls of functions with plain heads take closure-free
+        // paths; objects, sets, undefined collections and pattern heads take the general ones.
+        let p = try compile("""
+            package a
+
+            big if { some x in input.xs; x > 2 }
+            found contains x if { some x in input.xs; x > 1 }
+            first_big := x if { some x in input.xs; x > 1 }
+            pairs contains [i, x] if { some i, x in input.xs; x > 1 }
+            grants(g, m) if m in g.methods
+            grants(g, _) if "*" in g.methods
+            same(x, x) := true
+            head([a, _]) := a
+            ok if grants(input.grant, input.method)
+            twice if same(input.a, input.b)
+            first := head(input.pair)
+            """)
+        func eval(_ q: String, _ input: Value) throws -> Value? {
+            try p.evalValue(try p.prepare(query: q), options: EvalOptions(input: input))
+        }
+        #expect(try eval("data.a.big", ["xs": [1, 2, 3]]) == .true)
+        #expect(try eval("data.a.big", ["xs": [1, 2]]) == nil)
+        #expect(try eval("data.a.big", [:]) == nil)
+        #expect(try eval("data.a.big", ["xs": ["k": 3]]) == .true)
+        #expect(try eval("data.a.big", ["xs": .set([1, 5])]) == .true)
+        #expect(try eval("data.a.found", ["xs": [1, 2, 3]]) == .set([2, 3]))
+        #expect(try eval("data.a.found", ["xs": ["a": 1, "b": 4]]) == .set([4]))
+        #expect(try eval("data.a.pairs", ["xs": [0, 7]]) == .set([[1, 7]]))
+        #expect(throws: PolicyError.self) { try eval("data.a.first_big", ["xs": [1, 2, 3]]) }
+        #expect(try eval("data.a.first_big", ["xs": [1, 2]]) == .int(2))
+        #expect(try eval("data.a.ok", ["grant": ["methods": ["tools/call"]], "method": "tools/call"]) == .true)
+        #expect(try eval("data.a.ok", ["grant": ["methods": ["*"]], "method": "ping"]) == .true)
+        #expect(try eval("data.a.ok", ["grant": ["methods": ["tools/list"]], "method": "ping"]) == nil)
+        #expect(try eval("data.a.ok", ["method": "ping"]) == nil)
+        #expect(try eval("data.a.twice", ["a": 1, "b": 1]) == .true)
+        #expect(try eval("data.a.twice", ["a": 1, "b": 2]) == nil)
+        #expect(try eval("data.a.first", ["pair": ["l", "r"]]) == "l")
+        #expect(try eval("data.a.first", ["pair": ["l"]]) == nil)
+    }
+
     @Test func timeNowFixedPerQuery() throws {
         let p = try compile("package a\n\np if { a := time.now_ns(); b := time.now_ns(); a == b }\n")
         #expect(try value(p, "data.a.p") == .true)

@@ -6,6 +6,8 @@ import GatehousePolicy
 // representative decisions, each measured over many runs (not a timed test: numbers vary by machine
 // and with load; on a shared machine the minimum is the best estimate of the uncontended cost).
 // POLICYBENCH_ONLY=<text> runs only the cases whose name contains <text> (e.g. for `perf record`).
+// POLICYBENCH_EVAL_ONLY=1 skips the compile timing and the throughput run, so that counting events
+// (e.g. `perf stat -e` on a uprobe of swift_retain) sees almost only the selected evaluations.
 
 var args = Array(CommandLine.arguments.dropFirst())
 var iterations = 20_000
@@ -44,9 +46,12 @@ print("policies: \(root) (\(bundle.modules.count) modules, \(sourceBytes) bytes)
 print("")
 
 // Compile (parse + compile all modules, including tests).
+let evalOnly = ProcessInfo.processInfo.environment["POLICYBENCH_EVAL_ONLY"] == "1"
+if !evalOnly {
 _ = try CompiledPolicy.compile(modules: bundle.modules, data: bundle.data)
 let compileTimes = try measure(200) { _ = try CompiledPolicy.compile(modules: bundle.modules, data: bundle.data) }
 print(String(format: "%-52@ median %@  p90 %@", "compile examples/policies (all modules)" as NSString, fmt(percentile(compileTimes, 0.5)), fmt(percentile(compileTimes, 0.9))))
+}
 
 let policy = try CompiledPolicy.compile(modules: bundle.modules, data: bundle.data)
 
@@ -112,18 +117,20 @@ for c in cases where only == nil || c.name.contains(only!) {
     print(String(format: "%-52@ median %@  p90 %@  min %@", "eval \(c.name)" as NSString, fmt(percentile(times, 0.5)), fmt(percentile(times, 0.9)), fmt(times.min() ?? 0)))
 }
 
-// Throughput with both cores sharing one compiled policy.
-let q = try policy.prepare(query: "data.mcp.client_authz.allow")
-let input: Value = ["client": alice, "server": "github", "method": "tools/call"]
-let perTask = 100_000
-let t0 = ContinuousClock().now
-await withTaskGroup(of: Void.self) { g in
-    for _ in 0..<2 {
-        g.addTask {
-            for _ in 0..<perTask { _ = try? policy.evalValue(q, options: EvalOptions(input: input)) }
+if !evalOnly {
+    // Throughput with both cores sharing one compiled policy.
+    let q = try policy.prepare(query: "data.mcp.client_authz.allow")
+    let input: Value = ["client": alice, "server": "github", "method": "tools/call"]
+    let perTask = 100_000
+    let t0 = ContinuousClock().now
+    await withTaskGroup(of: Void.self) { g in
+        for _ in 0..<2 {
+            g.addTask {
+                for _ in 0..<perTask { _ = try? policy.evalValue(q, options: EvalOptions(input: input)) }
+            }
         }
     }
+    let elapsed = ContinuousClock().now - t0
+    let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    print(String(format: "%-52@ %.0f decisions/s", "throughput client_authz.allow (2 tasks)" as NSString, Double(2 * perTask) / secs))
 }
-let elapsed = ContinuousClock().now - t0
-let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-print(String(format: "%-52@ %.0f decisions/s", "throughput client_authz.allow (2 tasks)" as NSString, Double(2 * perTask) / secs))
