@@ -34,7 +34,7 @@ struct AuthGate: Sendable {
         let certified = certificate.map {
             Identity(kind: .machine, subject: $0.subject, issuer: $0.issuer.map { "x509:" + $0 } ?? "x509", source: .clientCertificate)
         }
-        guard mode == .required else { return .allowed(request.headers[.authorization] == nil ? certified ?? .anonymous : .anonymous) }
+        guard mode == .required else { return .allowed(request.headers.value(.authorization) == nil ? certified ?? .anonymous : .anonymous) }
         // Tokens in URLs end up in logs and histories: refused whatever else the request holds.
         if let query = request.uri.query, AuthHTTPRequest.parseForm(query).contains(where: { $0.0 == "access_token" }) {
             failed("token_in_query")

@@ -134,7 +134,7 @@ final class MCPEndpoint: Sendable {
     static let serverInfo: JSONObject = ["name": "gatehouse", "version": .string(GatehouseVersion.current)]
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let id = RequestID.accept(request.headers[.xRequestID])
+        let id = RequestID.accept(request.headers.value(.xRequestID))
         var response = await RequestID.$current.withValue(id) { await handleRequest(request, context: context) }
         response.headers[.xRequestID] = id
         metrics.increment("gatehouse_http_requests_total", [endpoint.path, request.method.rawValue, String(response.status.code)])
@@ -142,7 +142,7 @@ final class MCPEndpoint: Sendable {
     }
 
     private func handleRequest(_ request: Request, context: GatewayRequestContext) async -> Response {
-        if let refusal = guards.check(host: request.head.authority, origin: request.headers[.origin]) {
+        if let refusal = guards.check(host: request.head.authority, origin: request.headers.value(.origin)) {
             logger.notice("refused request", metadata: ["reason": "\(refusal.message)"])
             return HTTPResponses.error(status: .forbidden, id: nil, code: JSONRPCErrorCode.invalidRequest, message: refusal.message)
         }
@@ -155,7 +155,7 @@ final class MCPEndpoint: Sendable {
         }
         var caller = makeCaller(request, context: context)
         if tracer != nil {
-            caller.trace = TraceFacts(traceparent: request.headers[.traceparent], tracestate: request.headers[.tracestate],
+            caller.trace = TraceFacts(traceparent: request.headers.value(.traceparent), tracestate: request.headers.value(.tracestate),
                                       authStarted: authStarted, authEnded: Tracer.nowUnixNanos())
         }
         context.caller = caller
@@ -198,17 +198,17 @@ final class MCPEndpoint: Sendable {
     }
 
     func post(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let accepts = Accepts(request.headers[.accept])
+        let accepts = Accepts(request.headers.value(.accept))
         guard accepts.json || accepts.sse else {
             return HTTPResponses.error(status: .notAcceptable, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Not Acceptable: the Accept header must list application/json and text/event-stream")
         }
-        if let contentType = request.headers[.contentType], !ASCII.hasPrefix(contentType, "application/json") {
+        if let contentType = request.headers.value(.contentType), !ASCII.hasPrefix(contentType, "application/json") {
             return HTTPResponses.error(status: .unsupportedMediaType, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json")
         }
         let limit = config.limits.maxBodyBytes
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+        if let length = request.headers.value(.contentLength).flatMap({ Int($0) }), length > limit {
             return tooLarge(limit)
         }
         let body: ByteBuffer
@@ -248,7 +248,7 @@ final class MCPEndpoint: Sendable {
     }
 
     private func dispatch(_ message: JSONRPCMessage, request: Request, context: GatewayRequestContext, accepts: Accepts) async -> Response {
-        let versionHeader = request.headers[.mcpProtocolVersion]
+        let versionHeader = request.headers.value(.mcpProtocolVersion)
         if let versionHeader, ProtocolVersion(versionHeader) == nil {
             return HTTPResponses.rejection(.unsupportedVersion(versionHeader), id: message.id)
         }
@@ -267,7 +267,7 @@ final class MCPEndpoint: Sendable {
             // 2026-07-28 has no sessions: an Mcp-Session-Id header is ignored.
             return await stateless(message, request: request, context: context, accepts: accepts)
         }
-        guard let sessionID = request.headers[.mcpSessionID] else {
+        guard let sessionID = request.headers.value(.mcpSessionID) else {
             return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Bad Request: missing Mcp-Session-Id header; start a session with initialize (or send 2026-07-28 requests with _meta[\"\(MetaKey.protocolVersion)\"])")
         }
@@ -421,11 +421,11 @@ final class MCPEndpoint: Sendable {
 
     /// JSON-RPC batches: only revision 2025-03-26 allows them.
     private func batch(_ items: [JSONValue], request: Request, context: GatewayRequestContext, accepts: Accepts) async -> Response {
-        let found = request.headers[.mcpSessionID].flatMap { sessions.get($0) }
+        let found = request.headers.value(.mcpSessionID).flatMap { sessions.get($0) }
         if let found, found.identity.channelKey != context.identity.channelKey { return sessionNotFound(nil) }
         let session = found
         guard let session, session.version.allowsBatches else {
-            let revision = session?.version.rawValue ?? request.headers[.mcpProtocolVersion] ?? "this session's revision"
+            let revision = session?.version.rawValue ?? request.headers.value(.mcpProtocolVersion) ?? "this session's revision"
             return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Invalid Request: JSON-RPC batches are not allowed in \(revision); send one message per POST (batches exist only in 2025-03-26 sessions)")
         }
@@ -468,9 +468,9 @@ final class MCPEndpoint: Sendable {
         do {
             _ = try StatelessRequestRules.check(message) { name in
                 switch name {
-                case MCPHeader.protocolVersion: request.headers[.mcpProtocolVersion]
-                case MCPHeader.method: request.headers[.mcpMethod]
-                case MCPHeader.name: request.headers[.mcpName]
+                case MCPHeader.protocolVersion: request.headers.value(.mcpProtocolVersion)
+                case MCPHeader.method: request.headers.value(.mcpMethod)
+                case MCPHeader.name: request.headers.value(.mcpName)
                 default: HTTPField.Name(name).flatMap { request.headers[$0] }
                 }
             }
@@ -779,17 +779,17 @@ final class MCPEndpoint: Sendable {
     // MARK: GET and DELETE
 
     private func get(_ request: Request, context: GatewayRequestContext) async -> Response {
-        if let version = request.headers[.mcpProtocolVersion].flatMap(ProtocolVersion.init), version.isStateless {
+        if let version = request.headers.value(.mcpProtocolVersion).flatMap(ProtocolVersion.init), version.isStateless {
             return HTTPResponses.error(status: .methodNotAllowed, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Method Not Allowed: 2026-07-28 has no GET stream; use subscriptions/listen")
         }
-        guard let sessionID = request.headers[.mcpSessionID] else {
+        guard let sessionID = request.headers.value(.mcpSessionID) else {
             return HTTPResponses.error(status: .badRequest, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Bad Request: GET opens a session's stream and needs the Mcp-Session-Id header")
         }
         // Another caller's session is answered like an unknown one.
         guard let session = sessions.get(sessionID), session.identity.channelKey == context.identity.channelKey else { return sessionNotFound(nil) }
-        guard Accepts(request.headers[.accept]).sse else {
+        guard Accepts(request.headers.value(.accept)).sse else {
             return HTTPResponses.error(status: .notAcceptable, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Not Acceptable: the GET stream is text/event-stream")
         }
@@ -803,8 +803,8 @@ final class MCPEndpoint: Sendable {
     }
 
     private func delete(_ request: Request, context: GatewayRequestContext) async -> Response {
-        guard let sessionID = request.headers[.mcpSessionID] else {
-            if let version = request.headers[.mcpProtocolVersion].flatMap(ProtocolVersion.init), version.isStateless {
+        guard let sessionID = request.headers.value(.mcpSessionID) else {
+            if let version = request.headers.value(.mcpProtocolVersion).flatMap(ProtocolVersion.init), version.isStateless {
                 return HTTPResponses.error(status: .methodNotAllowed, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                            message: "Method Not Allowed: 2026-07-28 has no sessions to delete")
             }

@@ -258,6 +258,12 @@ public struct JSONParser {
     }
 
     private func validatedString(_ bytes: UnsafeBufferPointer<UInt8>, at offset: Int) throws(JSONParseError) -> String {
+        // ASCII needs no validation, and `String(decoding:as:)` on a buffer pointer is a direct
+        // copy, while `String(validating:as:)` is generic code that looks up type metadata on every
+        // call (~1% of the gateway's CPU per request).
+        var high: UInt8 = 0
+        for byte in bytes { high |= byte }  // branch-free, so the compiler vectorizes it
+        if high < 0x80 { return String(decoding: bytes, as: UTF8.self) }
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw JSONParseError(kind: .syntax, offset: offset, message: "string is not valid UTF-8")
         }
