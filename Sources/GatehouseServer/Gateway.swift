@@ -4,6 +4,7 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseUpstream
 import Hummingbird
+import HummingbirdCore
 import Logging
 import MCPWire
 import NIOCore
@@ -118,7 +119,9 @@ public struct Gateway: Sendable {
         let scheme = certificates == nil ? "http" : "https"
         let app = Application(
             responder: responder,
-            server: try certificates?.serverBuilder() ?? .http1(),
+            server: try certificates?.serverBuilder() ?? HTTPServerBuilder { responder in
+                GatehouseHTTP1Channel(responder: responder, maxBodyBytes: { state.snapshot.config.limits.maxBodyBytes })
+            },
             configuration: .init(address: .hostname(config.listen.bind, port: config.listen.port), serverName: "gatehouse"),
             onServerRunning: { [logger, config] channel in
                 let port = channel.localAddress?.port ?? config.listen.port
