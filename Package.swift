@@ -123,7 +123,8 @@ let package = Package(
         .testTarget(name: "GatehouseServerTests", dependencies: [
             "GatehouseServer", "GatehouseUpstream", "MCPWire", "GatehouseConfig",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"), .product(name: "Hummingbird", package: "hummingbird"),
         ], swiftSettings: strict),
     ]
 )
