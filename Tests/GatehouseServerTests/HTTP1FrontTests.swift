@@ -14,26 +14,24 @@ struct HTTP1FrontTests {
     func bytes(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
 
     func collect(_ request: AggregatedHTTPRequest, limit: Int = 1 << 20) async throws -> String {
-        var body = try await request.body.collect(upTo: limit)
+        var body = try await RequestBody(asyncSequence: request.body).collect(upTo: limit)
         return body.readString(length: body.readableBytes) ?? ""
     }
 
-    @Test("a body sent in several parts reaches the responder as one buffer, request by request")
+    @Test("a request goes on at its head (guards and authentication decide before the body); its body follows in one buffer")
     func gathersBodies() async throws {
         let channel = EmbeddedChannel(handler: HTTPRequestAggregator(maxBodyBytes: { 1024 }))
         try channel.writeInbound(HTTPRequestPart.head(Self.head))
+        let first = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self), "sent on before any of the body")
+        #expect(first.head.path == "/mcp")
         try channel.writeInbound(HTTPRequestPart.body(bytes(#"{"jsonrpc":"2.0","#)))
-        #expect(try channel.readInbound(as: AggregatedHTTPRequest.self) == nil, "nothing before the end of the request")
         try channel.writeInbound(HTTPRequestPart.body(bytes(#""id":1,"#)))
         try channel.writeInbound(HTTPRequestPart.body(bytes(#""method":"ping"}"#)))
         try channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try await collect(first) == #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
         // A second request without a body on the same connection.
         try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .get, scheme: "http", authority: "127.0.0.1", path: "/mcp")))
         try channel.writeInbound(HTTPRequestPart.end(nil))
-
-        let first = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
-        #expect(first.head.path == "/mcp")
-        #expect(try await collect(first) == #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
         let second = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
         #expect(second.head.method == .get)
         #expect(try await collect(second) == "")
@@ -41,13 +39,13 @@ struct HTTP1FrontTests {
         _ = try channel.finish()
     }
 
-    @Test("an over-limit body goes on at once with a body that fails to collect; its rest is dropped, the next request is intact")
+    @Test("an over-limit body fails to collect as soon as it passes the limit; its rest is dropped, the next request is intact")
     func overLimit() async throws {
         let channel = EmbeddedChannel(handler: HTTPRequestAggregator(maxBodyBytes: { 10 }))
         try channel.writeInbound(HTTPRequestPart.head(Self.head))
+        let refused = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
         try channel.writeInbound(HTTPRequestPart.body(bytes("123456")))
         try channel.writeInbound(HTTPRequestPart.body(bytes("7890ab")))  // 12 > 10
-        let refused = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self), "delivered before the body ends")
         await #expect(throws: NIOTooManyBytesError.self) { _ = try await collect(refused) }
         try channel.writeInbound(HTTPRequestPart.body(bytes("more that is dropped")))
         try channel.writeInbound(HTTPRequestPart.end(nil))
@@ -59,6 +57,34 @@ struct HTTP1FrontTests {
         let next = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
         #expect(try await collect(next) == "0123456789")
         _ = try channel.finish()
+    }
+
+    @Test("a request answered without reading its body (e.g. 401) keeps none of it")
+    func answeredEarly() async throws {
+        let channel = EmbeddedChannel(handler: HTTPRequestAggregator(maxBodyBytes: { 1 << 20 }))
+        try channel.writeInbound(HTTPRequestPart.head(Self.head))
+        let answered = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
+        answered.body.pending.abandon()  // what the connection's loop does after the response
+        try channel.writeInbound(HTTPRequestPart.body(bytes(String(repeating: "x", count: 4096))))
+        await #expect(throws: (any Error).self, "the body is dropped, not gathered") { _ = try await collect(answered) }
+        try channel.writeInbound(HTTPRequestPart.body(bytes("more")))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        try channel.writeInbound(HTTPRequestPart.head(Self.head))
+        try channel.writeInbound(HTTPRequestPart.body(bytes("next")))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        let next = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
+        #expect(try await collect(next) == "next")
+        _ = try channel.finish()
+    }
+
+    @Test("a connection that closes inside a body fails the body instead of leaving the reader waiting")
+    func closedInsideBody() async throws {
+        let channel = EmbeddedChannel(handler: HTTPRequestAggregator(maxBodyBytes: { 1024 }))
+        try channel.writeInbound(HTTPRequestPart.head(Self.head))
+        let cut = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
+        try channel.writeInbound(HTTPRequestPart.body(bytes("half")))
+        _ = try channel.finish(acceptAlreadyClosed: true)
+        await #expect(throws: (any Error).self) { _ = try await collect(cut) }
     }
 
     @Test("the limit is read when each request starts (a reload applies to the next request)")

@@ -125,3 +125,24 @@ async def test_connection_close_is_honoured(mcp_url: str) -> None:
     assert json.loads(body)["id"] == message["id"]
     assert after == b"", f"the connection stayed open after Connection: close: {after[:100]!r}"
 
+
+
+async def test_refusals_come_before_the_body(mcp_url: str) -> None:
+    """A request the guards refuse (here a forged Host) is answered from its head alone: the
+    gateway neither waits for nor keeps a body it will not use."""
+    parts = urlsplit(mcp_url)
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: evil.example\r\nAccept: {wire.ACCEPT}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"
+    ).encode()
+
+    def run() -> list[tuple[int, dict, bytes]]:
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(head + b"{")  # the head and one byte of a 64 KB body that never comes
+            return _read_responses(sock, 1, time.monotonic() + 5)
+
+    [(status, _, body)] = await anyio.to_thread.run_sync(run)
+    assert status == 403, body[:300]
+    async with wire.client() as http:
+        with anyio.fail_after(15):
+            await assert_still_serving(http, mcp_url)
