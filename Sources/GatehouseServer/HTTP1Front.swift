@@ -140,7 +140,6 @@ final class HTTPRequestAggregator: ChannelInboundHandler, RemovableChannelHandle
             finish(with: ChannelError.inputClosed)  // a head without the previous end cannot come from NIO's decoder
             let pending = PendingBody(promise: context.eventLoop.makePromise())
             self.pending = pending
-            body = nil
             limit = maxBodyBytes()
             context.fireChannelRead(wrapInboundOut(AggregatedHTTPRequest(head: head, body: GatheredBody(pending: pending))))
         case .body(var chunk):

@@ -471,7 +471,7 @@ final class MCPEndpoint: Sendable {
                 case MCPHeader.protocolVersion: request.headers.value(.mcpProtocolVersion)
                 case MCPHeader.method: request.headers.value(.mcpMethod)
                 case MCPHeader.name: request.headers.value(.mcpName)
-                default: HTTPField.Name(name).flatMap { request.headers[$0] }
+                default: HTTPField.Name(name).flatMap { request.headers.value($0) }
                 }
             }
         } catch {

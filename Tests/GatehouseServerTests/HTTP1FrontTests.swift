@@ -13,6 +13,13 @@ struct HTTP1FrontTests {
 
     func bytes(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
 
+    /// Writes a whole POST to /mcp: its head, the body in the given parts, its end.
+    func sendWhole(_ channel: EmbeddedChannel, _ parts: String...) throws {
+        try channel.writeInbound(HTTPRequestPart.head(Self.head))
+        for part in parts { try channel.writeInbound(HTTPRequestPart.body(bytes(part))) }
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+    }
+
     func collect(_ request: AggregatedHTTPRequest, limit: Int = 1 << 20) async throws -> String {
         var body = try await RequestBody(asyncSequence: request.body).collect(upTo: limit)
         return body.readString(length: body.readableBytes) ?? ""
@@ -51,9 +58,7 @@ struct HTTP1FrontTests {
         try channel.writeInbound(HTTPRequestPart.end(nil))
         #expect(try channel.readInbound(as: AggregatedHTTPRequest.self) == nil, "the rest of the refused body is no request")
 
-        try channel.writeInbound(HTTPRequestPart.head(Self.head))
-        try channel.writeInbound(HTTPRequestPart.body(bytes("0123456789")))  // exactly the limit
-        try channel.writeInbound(HTTPRequestPart.end(nil))
+        try sendWhole(channel, "0123456789")  // exactly the limit
         let next = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
         #expect(try await collect(next) == "0123456789")
         _ = try channel.finish()
@@ -69,9 +74,7 @@ struct HTTP1FrontTests {
         await #expect(throws: (any Error).self, "the body is dropped, not gathered") { _ = try await collect(answered) }
         try channel.writeInbound(HTTPRequestPart.body(bytes("more")))
         try channel.writeInbound(HTTPRequestPart.end(nil))
-        try channel.writeInbound(HTTPRequestPart.head(Self.head))
-        try channel.writeInbound(HTTPRequestPart.body(bytes("next")))
-        try channel.writeInbound(HTTPRequestPart.end(nil))
+        try sendWhole(channel, "next")
         let next = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
         #expect(try await collect(next) == "next")
         _ = try channel.finish()
@@ -91,15 +94,11 @@ struct HTTP1FrontTests {
     func limitPerRequest() async throws {
         let limit = LimitBox(4)
         let channel = EmbeddedChannel(handler: HTTPRequestAggregator(maxBodyBytes: { limit.value }))
-        try channel.writeInbound(HTTPRequestPart.head(Self.head))
-        try channel.writeInbound(HTTPRequestPart.body(bytes("12345")))
-        try channel.writeInbound(HTTPRequestPart.end(nil))
+        try sendWhole(channel, "12345")
         let refused = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
         await #expect(throws: NIOTooManyBytesError.self) { _ = try await collect(refused) }
         limit.value = 8
-        try channel.writeInbound(HTTPRequestPart.head(Self.head))
-        try channel.writeInbound(HTTPRequestPart.body(bytes("12345")))
-        try channel.writeInbound(HTTPRequestPart.end(nil))
+        try sendWhole(channel, "12345")
         let accepted = try #require(try channel.readInbound(as: AggregatedHTTPRequest.self))
         #expect(try await collect(accepted) == "12345")
         _ = try channel.finish()
