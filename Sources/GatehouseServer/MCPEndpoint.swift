@@ -217,9 +217,9 @@ final class MCPEndpoint: Sendable {
         } catch {
             return tooLarge(limit)
         }
-        let value: JSONValue
+        let document: JSONParser.Document
         do {
-            value = try JSONParser.parse(body.readableBytesView, maxDepth: config.limits.maxJSONDepth)
+            document = try JSONParser.parseDocument(body.readableBytesView, maxDepth: config.limits.maxJSONDepth)
         } catch {
             switch error.kind {
             case .syntax:
@@ -230,12 +230,13 @@ final class MCPEndpoint: Sendable {
                                            message: "Invalid Request: the JSON nests deeper than \(limit) levels (spec.limits.maxJSONDepth)")
             }
         }
-        if case .array(let items) = value {
+        if case .array(let items) = document.value {
             return await batch(items, request: request, context: context, accepts: accepts)
         }
         let message: JSONRPCMessage
         do {
-            message = try JSONRPCMessage(validating: value)
+            // The body's bytes go upstream as they came while only the id changes on the way.
+            message = try JSONRPCMessage(document: document, bytes: body.readableBytesView)
         } catch {
             return HTTPResponses.error(status: .badRequest, id: error.id, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: \(error.message)")
         }

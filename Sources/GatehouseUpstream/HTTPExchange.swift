@@ -183,8 +183,8 @@ final class HTTPExchange: @unchecked Sendable {
             stream = nil
         }
         if (200..<300).contains(status.code) || contentType.hasPrefix("application/json") {
-            if let value = try? JSONParser.parse(body.readableBytesView, maxDepth: 256) {
-                queued = try transport.messages(in: value)
+            if let document = try? JSONParser.parseDocument(body.readableBytesView, maxDepth: 256) {
+                queued = try transport.messages(in: document, bytes: body.readableBytesView)
                 return
             }
         }

@@ -231,16 +231,17 @@ struct HTTPTransport: Sendable {
 
     func decode(_ bytes: [UInt8]) throws -> JSONRPCMessage {
         do {
-            return try JSONRPCMessage(validating: try JSONParser.parse(bytes, maxDepth: 256))
+            return try JSONRPCMessage(document: try JSONParser.parseDocument(bytes, maxDepth: 256), bytes: bytes)
         } catch {
             throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "\(error)")
         }
     }
 
-    func messages(in value: JSONValue) throws -> [JSONRPCMessage] {
+    /// The messages of a JSON answer: one, whose bytes can be relayed, or a batch.
+    func messages(in document: JSONParser.Document, bytes: some Collection<UInt8>) throws -> [JSONRPCMessage] {
         do {
-            if case .array(let items) = value { return try items.map { try JSONRPCMessage(validating: $0) } }
-            return [try JSONRPCMessage(validating: value)]
+            if case .array(let items) = document.value { return try items.map { try JSONRPCMessage(validating: $0) } }
+            return [try JSONRPCMessage(document: document, bytes: bytes)]
         } catch {
             throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "\(error)")
         }

@@ -14,6 +14,13 @@ public enum VersionBridge {
         var params = message.params ?? JSONObject()
         var meta = params["_meta"]?.objectValue ?? JSONObject()
         if upstream.isStateless {
+            // A 2026-07-28 client's request usually has all three already: leave it untouched
+            // (its bytes can then be relayed as they came).
+            if meta[MetaKey.protocolVersion] == .string(upstream.rawValue), meta[MetaKey.clientInfo] != nil,
+                meta[MetaKey.clientCapabilities] != nil
+            {
+                return
+            }
             meta[MetaKey.protocolVersion] = .string(upstream.rawValue)
             if meta[MetaKey.clientInfo] == nil { meta[MetaKey.clientInfo] = .object(client.clientInfo) }
             if meta[MetaKey.clientCapabilities] == nil { meta[MetaKey.clientCapabilities] = .object(client.capabilities) }

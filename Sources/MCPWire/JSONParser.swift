@@ -40,6 +40,35 @@ public struct JSONParser {
 
     /// Parses bytes in place (e.g. a request body's storage), without copying them.
     public static func parse(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
+        try parseDocument(buffer: buffer, maxDepth: maxDepth).value
+    }
+
+    /// A parsed document with what a relay needs to forward its bytes instead of re-writing
+    /// them: whether the bytes mean exactly the value (`verbatim`) and where the top-level
+    /// object's `"id"` value lies, so the id alone can be replaced.
+    public struct Document: Sendable {
+        public var value: JSONValue
+        /// No object repeats a key (the parser keeps the last; another reader may keep the
+        /// first, so such bytes must not go on as they are) and no line break separates tokens
+        /// (line-delimited framings — stdio, SSE `data:` lines — need one message per line).
+        public var verbatim: Bool
+        /// Byte offsets of the top-level object's `"id"` value.
+        public var idRange: Range<Int>?
+    }
+
+    @inlinable
+    public static func parseDocument(_ bytes: some Collection<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> Document {
+        if let result = bytes.withContiguousStorageIfAvailable({ buffer in
+            Result { () throws(JSONParseError) -> Document in try parseDocument(buffer: buffer, maxDepth: maxDepth) }
+        }) {
+            return try result.get()
+        }
+        return try Array(bytes).withUnsafeBufferPointer { (buffer) throws(JSONParseError) -> Document in
+            try parseDocument(buffer: buffer, maxDepth: maxDepth)
+        }
+    }
+
+    public static func parseDocument(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> Document {
         var parser = JSONParser(buffer: buffer, maxDepth: maxDepth)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
@@ -47,7 +76,7 @@ public struct JSONParser {
         if parser.index != buffer.count {
             throw parser.error("unexpected data after the JSON value")
         }
-        return value
+        return Document(value: value, verbatim: !parser.repeatedKey && !parser.lineBreak, idRange: parser.idRange)
     }
 
     public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
@@ -57,6 +86,9 @@ public struct JSONParser {
     private let buffer: UnsafeBufferPointer<UInt8>
     private let maxDepth: Int
     private var index = 0
+    private var repeatedKey = false
+    private var lineBreak = false
+    private var idRange: Range<Int>?
 
     private init(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.buffer = buffer
@@ -70,7 +102,10 @@ public struct JSONParser {
     private mutating func skipWhitespace() {
         while index < buffer.count {
             switch buffer[index] {
-            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            case 0x20, 0x09: index += 1
+            case 0x0A, 0x0D:
+                lineBreak = true
+                index += 1
             default: return
             }
         }
@@ -117,9 +152,16 @@ public struct JSONParser {
             guard index < buffer.count, buffer[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
+            let valueStart = index
             let value = try parseValue(depth: depth)
+            if depth == 1, key == "id" { idRange = valueStart..<index }
             // Duplicate keys: the last one wins, as in most parsers, but the order stays that of the first.
-            if object[key] != nil { object[key] = value } else { object.entries.append((key, value)) }
+            if object[key] != nil {
+                object[key] = value
+                repeatedKey = true
+            } else {
+                object.entries.append((key, value))
+            }
             skipWhitespace()
             guard index < buffer.count else { throw error("unexpected end of input in object") }
             if buffer[index] == UInt8(ascii: ",") { index += 1; continue }

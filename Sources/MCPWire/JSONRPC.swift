@@ -28,6 +28,10 @@ public struct JSONRPCEnvelopeError: Error, Sendable, Equatable, CustomStringConv
 }
 
 /// One JSON-RPC message, validated, with its original object kept for forwarding.
+///
+/// A message read from bytes may keep them (`wire`): while nothing but its id changes, `bytes`
+/// relays them as they came (the id replaced in place) instead of writing the object anew, which
+/// is most of what a passthrough call costs in JSON. Any other change to `object` drops them.
 public struct JSONRPCMessage: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case request
@@ -37,11 +41,50 @@ public struct JSONRPCMessage: Sendable, Equatable {
     }
 
     public var kind: Kind
-    public var object: JSONObject
+    public var object: JSONObject {
+        didSet { wire = nil }
+    }
+
+    /// The bytes the message was read from, while they still say exactly what `object` says.
+    public private(set) var wire: Wire?
+
+    public struct Wire: Sendable {
+        public private(set) var bytes: [UInt8]
+        /// Where the top-level `"id"` value lies in `bytes` (nil: the message has no id).
+        public private(set) var idRange: Range<Int>?
+
+        /// The same bytes with another id; nil when there is no id to replace.
+        func replacingID(with id: JSONValue) -> Wire? {
+            guard let idRange else { return nil }
+            let text = JSONWriter.bytes(id)
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count - idRange.count + text.count)
+            out.append(contentsOf: bytes[..<idRange.lowerBound])
+            out.append(contentsOf: text)
+            out.append(contentsOf: bytes[idRange.upperBound...])
+            return Wire(bytes: out, idRange: idRange.lowerBound..<(idRange.lowerBound + text.count))
+        }
+    }
 
     public var id: JSONValue? {
         get { object["id"] }
-        set { object["id"] = newValue }
+        set {
+            let patched = newValue.flatMap { wire?.replacingID(with: $0) }
+            object["id"] = newValue
+            wire = patched
+        }
+    }
+
+    /// Validates a parsed document as one message and keeps its bytes for relaying when they
+    /// can go on as they are (`JSONParser.Document.verbatim`).
+    public init(document: JSONParser.Document, bytes: some Collection<UInt8>) throws(JSONRPCEnvelopeError) {
+        try self.init(validating: document.value)
+        if document.verbatim { wire = Wire(bytes: Array(bytes), idRange: document.idRange) }
+    }
+
+    /// Equal when kind and object are: the bytes are only a faster way of writing the object.
+    public static func == (lhs: JSONRPCMessage, rhs: JSONRPCMessage) -> Bool {
+        lhs.kind == rhs.kind && lhs.object == rhs.object
     }
     public var method: String? { object["method"]?.stringValue }
     public var params: JSONObject? {
@@ -138,7 +181,8 @@ public struct JSONRPCMessage: Sendable, Equatable {
         return JSONRPCMessage(kind: .errorResponse, object: object)
     }
 
-    public var bytes: [UInt8] { JSONWriter.bytes(.object(object)) }
+    /// The message as JSON: the bytes it came as when nothing in it changed but its id.
+    public var bytes: [UInt8] { wire?.bytes ?? JSONWriter.bytes(.object(object)) }
 }
 
 extension JSONValue {
