@@ -53,7 +53,8 @@ function init(args)
   end
 end
 
-local meta = '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
+-- What a 2026-07-28 client sends with every request (clientInfo: "SHOULD", and the official SDK does).
+local meta = '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"4"},"io.modelcontextprotocol/clientCapabilities":{}}'
 
 function request()
   counter = counter + 1
