@@ -119,8 +119,13 @@ public struct Gateway: Sendable {
         let scheme = certificates == nil ? "http" : "https"
         let app = Application(
             responder: responder,
-            server: try certificates?.serverBuilder() ?? HTTPServerBuilder { responder in
-                GatehouseHTTP1Channel(responder: responder, maxBodyBytes: { state.snapshot.config.limits.maxBodyBytes })
+            server: try certificates?.serverBuilder() ?? HTTPServerBuilder { _ in
+                // Our own front calls the gateway's responder itself (see GatehouseHTTP1Channel).
+                GatehouseHTTP1Channel(
+                    respond: { [logger] request, channel in
+                        try await responder.respond(to: request, context: GatewayRequestContext(source: .init(channel: channel, logger: logger)))
+                    },
+                    maxBodyBytes: { state.snapshot.config.limits.maxBodyBytes }, serverName: "gatehouse")
             },
             configuration: .init(address: .hostname(config.listen.bind, port: config.listen.port), serverName: "gatehouse"),
             onServerRunning: { [logger, config] channel in

@@ -7,27 +7,37 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// The plaintext HTTP/1.1 front: Hummingbird's `HTTP1Channel` pipeline, except for how a
-/// request's body reaches the responder.
+/// The plaintext HTTP/1.1 front: NIO's HTTP/1 codec and Hummingbird's request and response
+/// types, with two parts of our own on the request path.
 ///
-/// Why: Hummingbird hands a request's body to the responder as an async sequence read from the
-/// connection's `NIOAsyncChannel`, one `next()` (and often a suspension) per part. Every MCP POST
-/// is collected in full anyway (the gateway needs the whole message for routing and policy), so
-/// `HTTPRequestAggregator` gathers the body on the event loop, up to the configured limit, and
-/// hands it over in one piece. The request itself goes on as soon as its head has arrived, so
-/// the Host/Origin guards and authentication still decide before the body is read: when the
-/// responder has answered without reading the body (401, 403, ...), the rest of it is dropped
-/// instead of kept. A body over the limit fails `collect(upTo:)` at once (the endpoint answers
-/// 413 without waiting for the rest, which is dropped). TLS listeners keep Hummingbird's channel
-/// (`TLSCertificates.serverBuilder`).
+/// Why: every MCP POST is collected in full anyway (the gateway needs the whole message for
+/// routing and policy), so `HTTPRequestAggregator` gathers the body on the event loop, up to the
+/// configured limit, and hands it over in one piece, instead of Hummingbird's async sequence read
+/// part by part from the connection's `NIOAsyncChannel`. And `HTTP1Connection` hands requests to
+/// the connection's task and writes answers without `NIOAsyncChannel`'s writer and producer
+/// (a lock, a state machine and often a hop per part, ~10% of the gateway's CPU per call): an
+/// answer written from the connection's event loop — where SwiftNIO, as the concurrency executor,
+/// usually runs the task — goes straight into the pipeline.
+///
+/// The request goes on as soon as its head has arrived, so the Host/Origin guards and
+/// authentication decide before the body is read: when the responder has answered without
+/// reading the body (401, 403, ...), the rest of it is dropped instead of kept. A body over the
+/// limit fails `collect(upTo:)` at once (the endpoint answers 413 without waiting for the rest,
+/// which is dropped). TLS listeners keep Hummingbird's channel (`TLSCertificates.serverBuilder`).
 struct GatehouseHTTP1Channel: ServerChildChannel {
-    typealias Value = NIOAsyncChannel<AggregatedHTTPRequest, HTTPResponsePart>
+    typealias Value = HTTP1Connection
+    typealias Respond = @Sendable (Request, any Channel) async throws -> Response
 
-    let responder: HTTPChannelHandler.Responder
+    /// The gateway's responder (router and endpoints) for one request.
+    let respond: Respond
     /// The largest body kept, read when a request starts (`spec.limits.maxBodyBytes` of the
     /// current snapshot, so a reload applies to the next request).
     let maxBodyBytes: @Sendable () -> Int
+    let serverName: String
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -42,39 +52,249 @@ struct GatehouseHTTP1Channel: ServerChildChannel {
             // Idle-connection closing on graceful shutdown, as in Hummingbird's channel.
             try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
             try channel.pipeline.syncOperations.addHandler(HTTPRequestAggregator(maxBodyBytes: maxBodyBytes))
-            return try NIOAsyncChannel(
-                wrappingChannelSynchronously: channel,
-                configuration: .init(isOutboundHalfClosureEnabled: true)
-            )
+            let connection = HTTP1Connection(channel: channel)
+            try channel.pipeline.syncOperations.addHandler(connection)
+            return connection
         }
     }
 
-    func handle(value asyncChannel: Value, logger: Logger) async {
-        do {
-            try await withTaskCancellationHandler {
-                try await asyncChannel.executeThenClose { inbound, outbound in
-                    do {
-                        for try await aggregated in inbound {
-                            let request = Request(head: aggregated.head, body: RequestBody(asyncSequence: aggregated.body))
-                            try await responder(request, ResponseWriter(outbound: outbound), asyncChannel.channel)
-                            // Answered: what the responder did not read of the body is not kept.
-                            aggregated.body.pending.abandon()
-                            if aggregated.head.headerFields.value(.connection) == "close" { break }
-                        }
-                    } catch is HTTPParserError {
-                        logger.debug("HTTP parse error, closing connection")
-                        try await outbound.write(.head(.init(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])))
-                        try await outbound.write(.end(nil))
-                    }
-                    outbound.finish()
-                    try await asyncChannel.channel.closeFuture.get()
+    /// Answers the connection's requests one after another, in order, until it closes.
+    func handle(value connection: Value, logger: Logger) async {
+        await withTaskCancellationHandler {
+            do {
+                while let request = try await connection.next() {
+                    try await answer(request, on: connection, logger: logger)
+                    // Answered: what the responder did not read of the body is not kept.
+                    request.body.pending.abandon()
+                    if request.head.headerFields.value(.connection) == "close" { break }
                 }
-            } onCancel: {
-                asyncChannel.channel.close(mode: .input, promise: nil)
+            } catch is HTTPParserError {
+                logger.debug("HTTP parse error, closing connection")
+                connection.send(.head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil))
+            } catch {
+                logger.trace("Failed to read/write to Channel. Error: \(error)")
             }
-        } catch {
-            logger.trace("Failed to read/write to Channel. Error: \(error)")
+            connection.closeOutput()
+            try? await connection.channel.closeFuture.get()
+        } onCancel: {
+            connection.channel.close(mode: .input, promise: nil)
         }
+    }
+
+    private func answer(_ aggregated: AggregatedHTTPRequest, on connection: HTTP1Connection, logger: Logger) async throws {
+        let request = Request(head: aggregated.head, body: RequestBody(asyncSequence: aggregated.body))
+        var response: Response
+        do {
+            response = try await respond(request, connection.channel)
+        } catch let error as HTTPParserError {
+            throw error
+        } catch {
+            logger.debug("unhandled error in the responder", metadata: ["error.type": "\(error)"])
+            response = Response(status: .internalServerError)
+        }
+        response.headers[.date] = HTTPDate.now()
+        response.headers[.server] = serverName
+        try await response.body.write(HTTP1Connection.BodyWriter(connection: connection, head: response.head))
+    }
+}
+
+/// The bridge between one connection's pipeline and the task that answers it: requests are
+/// queued on the event loop until the task asks for the next one (reading from the socket
+/// pauses while one waits, so a pipelining client cannot queue without bound), and answers are
+/// written from the task in order, straight into the pipeline when the task runs on the
+/// connection's event loop and through one `execute` otherwise.
+final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, ServerChildChannelValue, @unchecked Sendable {
+    typealias InboundIn = AggregatedHTTPRequest
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    // Confined to the event loop.
+    private var context: ChannelHandlerContext?
+    private var queue = CircularBuffer<AggregatedHTTPRequest>(initialCapacity: 2)
+    private var waiter: UnsafeContinuation<AggregatedHTTPRequest?, any Error>?
+    private var readPending = false
+    private var inputEnded = false
+    private var failure: (any Error)?
+    private var closed = false
+
+    let channel: any Channel
+    private let loop: any EventLoop
+
+    init(channel: any Channel) {
+        self.channel = channel
+        self.loop = channel.eventLoop
+    }
+
+    // MARK: Pipeline side (event loop)
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        closed = true
+        endInput()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let request = unwrapInboundIn(data)
+        if let waiter {
+            self.waiter = nil
+            waiter.resume(returning: request)
+        } else {
+            queue.append(request)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // One request waiting for the task is enough: read more once it is taken.
+        if queue.isEmpty { context.read() } else { readPending = true }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed { endInput() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        endInput()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A parse error is answered (400) after the requests before it; others end the input.
+        if failure == nil { failure = error }
+        if let waiter {
+            self.waiter = nil
+            waiter.resume(throwing: error)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    private func endInput() {
+        inputEnded = true
+        if let waiter {
+            self.waiter = nil
+            waiter.resume(returning: nil)
+        }
+    }
+
+    private func take(_ continuation: UnsafeContinuation<AggregatedHTTPRequest?, any Error>) {
+        if let request = queue.popFirst() {
+            continuation.resume(returning: request)
+            if readPending, queue.isEmpty, let context {
+                readPending = false
+                context.read()
+            }
+        } else if let failure {
+            continuation.resume(throwing: failure)
+        } else if inputEnded {
+            continuation.resume(returning: nil)
+        } else {
+            waiter = continuation
+        }
+    }
+
+    /// Runs `body` on the event loop: at once when already there (writes keep their order:
+    /// anything sent through `execute` earlier runs before this task could resume here).
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if loop.inEventLoop { body() } else { loop.execute(body) }
+    }
+
+    // MARK: Task side
+
+    /// The next request; nil when the client has closed (or the connection has).
+    func next() async throws -> AggregatedHTTPRequest? {
+        try await withUnsafeThrowingContinuation { continuation in
+            onLoop { self.take(continuation) }
+        }
+    }
+
+    /// Writes parts and flushes; failures show in the channel (it closes) and the next read.
+    func send(_ first: HTTPResponsePart, _ second: HTTPResponsePart? = nil, _ third: HTTPResponsePart? = nil,
+              promise: EventLoopPromise<Void>? = nil) {
+        onLoop {
+            guard let context = self.context, !self.closed else {
+                promise?.fail(ChannelError.ioOnClosedChannel)
+                return
+            }
+            if let second {
+                context.write(self.wrapOutboundOut(first), promise: nil)
+                if let third {
+                    context.write(self.wrapOutboundOut(second), promise: nil)
+                    context.writeAndFlush(self.wrapOutboundOut(third), promise: promise)
+                } else {
+                    context.writeAndFlush(self.wrapOutboundOut(second), promise: promise)
+                }
+            } else {
+                context.writeAndFlush(self.wrapOutboundOut(first), promise: promise)
+            }
+        }
+    }
+
+    /// Ends the response side (half-close), as the async channel's writer did when finished.
+    func closeOutput() {
+        onLoop {
+            guard let context = self.context else { return }
+            context.close(mode: .output, promise: nil)
+        }
+    }
+
+    /// Writes one response: the head goes with the first part of the body, so a JSON answer
+    /// leaves in one write; later parts (SSE events) wait for their write, which surfaces a
+    /// client that has gone and holds a stream back while the client reads slowly.
+    struct BodyWriter: ResponseBodyWriter {
+        let connection: HTTP1Connection
+        var head: HTTPResponse?
+
+        mutating func write(_ buffer: ByteBuffer) async throws {
+            if let head {
+                self.head = nil
+                guard connection.channel.isActive else { throw ChannelError.ioOnClosedChannel }
+                connection.send(.head(head), .body(buffer))
+            } else {
+                let promise = connection.loop.makePromise(of: Void.self)
+                connection.send(.body(buffer), promise: promise)
+                try await promise.futureResult.get()
+            }
+        }
+
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+            if let head {
+                connection.send(.head(head), .end(trailingHeaders))
+            } else {
+                connection.send(.end(trailingHeaders))
+            }
+        }
+    }
+}
+
+/// The Date header's value (RFC 9110 IMF-fixdate), formatted once per second.
+enum HTTPDate {
+    private static let cache = Mutex<(second: Int, text: String)>((-1, ""))
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    static func now() -> String {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        let second = time.tv_sec
+        return cache.withLock { cached in
+            if cached.second == second { return cached.text }
+            cached = (second, format(second))
+            return cached.text
+        }
+    }
+
+    static func format(_ second: Int) -> String {
+        var t = time_t(second)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 }
 

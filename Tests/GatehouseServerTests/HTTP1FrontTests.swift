@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import NIOEmbedded
 import NIOHTTPTypes
 import Synchronization
@@ -104,6 +105,109 @@ struct HTTP1FrontTests {
         _ = try channel.finish()
     }
 
+    // MARK: The connection bridge
+
+    /// A request as the aggregator hands it on, its body already complete.
+    func aggregated(_ path: String, body: String = "", on loop: any EventLoop) -> AggregatedHTTPRequest {
+        let pending = PendingBody(promise: loop.makePromise())
+        pending.promise.succeed(bytes(body))
+        return AggregatedHTTPRequest(head: HTTPRequest(method: .post, scheme: "http", authority: "127.0.0.1", path: path), body: GatheredBody(pending: pending))
+    }
+
+    @Test("requests reach the connection's task in order; reading pauses while one waits and resumes when it is taken")
+    func requestsInOrderWithBackpressure() async throws {
+        let reads = ReadCounter()
+        let channel = EmbeddedChannel()
+        let connection = HTTP1Connection(channel: channel)
+        try channel.pipeline.syncOperations.addHandlers([reads, connection])
+        try channel.writeInbound(aggregated("/first", on: channel.eventLoop))
+        try channel.writeInbound(aggregated("/second", on: channel.eventLoop))
+        channel.read()
+        #expect(reads.count == 0, "two requests wait: no more is read")
+        #expect(try await connection.next()?.head.path == "/first")
+        channel.read()
+        #expect(reads.count == 0, "one still waits")
+        #expect(try await connection.next()?.head.path == "/second")
+        #expect(reads.count == 1, "the held read goes on once the queue is empty")
+        channel.read()
+        #expect(reads.count == 2)
+        // A task that asks before the request has come is woken by it.
+        let waiting = Task { try await connection.next()?.head.path }
+        try await Task.sleep(for: .milliseconds(20))
+        try channel.writeInbound(aggregated("/third", on: channel.eventLoop))
+        #expect(try await waiting.value == "/third")
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("the end of input ends the requests after the queued ones; a parse error comes after them too")
+    func endAndParseErrorAfterQueued() async throws {
+        let channel = EmbeddedChannel()
+        let connection = HTTP1Connection(channel: channel)
+        try channel.pipeline.syncOperations.addHandler(connection)
+        try channel.writeInbound(aggregated("/queued", on: channel.eventLoop))
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(try await connection.next()?.head.path == "/queued")
+        #expect(try await connection.next() == nil, "the client closed its side: no more requests")
+
+        let broken = EmbeddedChannel()
+        let brokenConnection = HTTP1Connection(channel: broken)
+        try broken.pipeline.syncOperations.addHandler(brokenConnection)
+        try broken.writeInbound(aggregated("/before", on: broken.eventLoop))
+        broken.pipeline.fireErrorCaught(HTTPParserError.invalidHeaderToken)
+        #expect(try await brokenConnection.next()?.head.path == "/before", "the request before the bad bytes is still answered")
+        await #expect(throws: HTTPParserError.self) { _ = try await brokenConnection.next() }
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+        _ = try? broken.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("an answer leaves as head, body and end in order; a streamed answer's later parts are written one by one")
+    func writesInOrder() async throws {
+        let channel = EmbeddedChannel()
+        let connection = HTTP1Connection(channel: channel)
+        try channel.pipeline.syncOperations.addHandler(connection)
+        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
+        let json = Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: bytes(#"{"ok":true}"#)))
+        try await json.body.write(HTTP1Connection.BodyWriter(connection: connection, head: json.head))
+        let stream = Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
+            try await writer.write(ByteBuffer(string: "event: message\ndata: 1\n\n"))
+            try await writer.write(ByteBuffer(string: "event: message\ndata: 2\n\n"))
+            try await writer.finish(nil)
+        })
+        try await stream.body.write(HTTP1Connection.BodyWriter(connection: connection, head: stream.head))
+        var parts: [String] = []
+        while let part = try channel.readOutbound(as: HTTPResponsePart.self) {
+            switch part {
+            case .head(let head): parts.append("head \(head.status.code) \(head.headerFields[.contentType] ?? "")")
+            case .body(var buffer): parts.append("body \(buffer.readString(length: buffer.readableBytes) ?? "")")
+            case .end: parts.append("end")
+            }
+        }
+        #expect(parts == [
+            "head 200 application/json", #"body {"ok":true}"#, "end",
+            "head 200 text/event-stream", "body event: message\ndata: 1\n\n", "body event: message\ndata: 2\n\n", "end",
+        ])
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("writing to a closed connection fails instead of pretending, so a stream stops and its upstream call is cancelled")
+    func writeAfterClose() async throws {
+        let channel = EmbeddedChannel()
+        let connection = HTTP1Connection(channel: channel)
+        try channel.pipeline.syncOperations.addHandler(connection)
+        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
+        var writer = HTTP1Connection.BodyWriter(connection: connection, head: HTTPResponse(status: .ok))
+        try await writer.write(bytes("event: message\ndata: 1\n\n"))
+        try await channel.close()
+        await #expect(throws: (any Error).self) { try await writer.write(bytes("event: message\ndata: 2\n\n")) }
+    }
+
+    @Test("the Date header is an IMF-fixdate")
+    func dateHeader() {
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(1_796_599_153) == "Sun, 06 Dec 2026 23:19:13 GMT")
+        #expect(HTTPDate.now().hasSuffix(" GMT"))
+    }
+
     @Test("header values: one field as is, repeated fields joined like HTTPFields does, names case-insensitive")
     func headerValues() {
         var fields = HTTPFields()
@@ -116,6 +220,16 @@ struct HTTP1FrontTests {
         #expect(fields.value(.accept) == fields[.accept])
         #expect(fields.value(.mcpProtocolVersion) == "2026-07-28")
         #expect(fields.value(.authorization) == nil)
+    }
+}
+
+/// Counts the reads that reach the head of the pipeline.
+final class ReadCounter: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = Any
+    private(set) var count = 0
+    func read(context: ChannelHandlerContext) {
+        count += 1
+        context.read()
     }
 }
 
