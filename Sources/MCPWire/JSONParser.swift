@@ -27,15 +27,7 @@ public struct JSONParser {
     /// `ByteBufferView`, an array): unspecialised, each call paid for generic metadata lookups.
     @inlinable
     public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> JSONValue {
-        // Contiguous storage is parsed in place; anything else is copied once.
-        if let result = bytes.withContiguousStorageIfAvailable({ buffer in
-            Result { () throws(JSONParseError) -> JSONValue in try parse(buffer: buffer, maxDepth: maxDepth) }
-        }) {
-            return try result.get()
-        }
-        return try Array(bytes).withUnsafeBufferPointer { (buffer) throws(JSONParseError) -> JSONValue in
-            try parse(buffer: buffer, maxDepth: maxDepth)
-        }
+        try parseDocument(bytes, maxDepth: maxDepth).value
     }
 
     /// Parses bytes in place (e.g. a request body's storage), without copying them.
@@ -58,6 +50,7 @@ public struct JSONParser {
 
     @inlinable
     public static func parseDocument(_ bytes: some Collection<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> Document {
+        // Contiguous storage is parsed in place; anything else is copied once.
         if let result = bytes.withContiguousStorageIfAvailable({ buffer in
             Result { () throws(JSONParseError) -> Document in try parseDocument(buffer: buffer, maxDepth: maxDepth) }
         }) {

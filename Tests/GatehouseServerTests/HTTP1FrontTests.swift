@@ -114,6 +114,15 @@ struct HTTP1FrontTests {
         return AggregatedHTTPRequest(head: HTTPRequest(method: .post, scheme: "http", authority: "127.0.0.1", path: path), body: GatheredBody(pending: pending))
     }
 
+    /// A connected channel whose pipeline is one `HTTP1Connection`.
+    func connected() async throws -> (EmbeddedChannel, HTTP1Connection) {
+        let channel = EmbeddedChannel()
+        let connection = HTTP1Connection(channel: channel)
+        try channel.pipeline.syncOperations.addHandler(connection)
+        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
+        return (channel, connection)
+    }
+
     @Test("requests reach the connection's task in order; reading pauses while one waits and resumes when it is taken")
     func requestsInOrderWithBackpressure() async throws {
         let reads = ReadCounter()
@@ -162,10 +171,7 @@ struct HTTP1FrontTests {
 
     @Test("an answer leaves as head, body and end in order; a streamed answer's later parts are written one by one")
     func writesInOrder() async throws {
-        let channel = EmbeddedChannel()
-        let connection = HTTP1Connection(channel: channel)
-        try channel.pipeline.syncOperations.addHandler(connection)
-        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
+        let (channel, connection) = try await connected()
         let json = Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: bytes(#"{"ok":true}"#)))
         try await json.body.write(HTTP1Connection.BodyWriter(connection: connection, head: json.head))
         let stream = Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init { writer in
@@ -191,10 +197,7 @@ struct HTTP1FrontTests {
 
     @Test("writing to a closed connection fails instead of pretending, so a stream stops and its upstream call is cancelled")
     func writeAfterClose() async throws {
-        let channel = EmbeddedChannel()
-        let connection = HTTP1Connection(channel: channel)
-        try channel.pipeline.syncOperations.addHandler(connection)
-        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
+        let (channel, connection) = try await connected()
         var writer = HTTP1Connection.BodyWriter(connection: connection, head: HTTPResponse(status: .ok))
         try await writer.write(bytes("event: message\ndata: 1\n\n"))
         try await channel.close()
