@@ -72,7 +72,10 @@ struct GatehouseHTTP1Channel: ServerChildChannel {
                 logger.debug("HTTP parse error, closing connection")
                 connection.send(.head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil))
             } catch {
+                // Not an HTTP conversation any more (a head that cannot be converted, a write
+                // that failed): close the connection, not only our side of it.
                 logger.trace("Failed to read/write to Channel. Error: \(error)")
+                connection.channel.close(promise: nil)
             }
             connection.closeOutput()
             try? await connection.channel.closeFuture.get()
@@ -94,13 +97,17 @@ struct GatehouseHTTP1Channel: ServerChildChannel {
         }
         response.headers[.date] = HTTPDate.now()
         response.headers[.server] = serverName
-        try await response.body.write(HTTP1Connection.BodyWriter(connection: connection, head: response.head))
+        var writer = HTTP1Connection.BodyWriter(connection: connection, head: response.head)
+        // A stream of unknown length (SSE) may wait long for its first part: its head goes now.
+        if response.body.contentLength == nil { writer.sendHead() }
+        try await response.body.write(writer)
     }
 }
 
 /// The bridge between one connection's pipeline and the task that answers it: requests are
 /// queued on the event loop until the task asks for the next one (reading from the socket
-/// pauses while one waits, so a pipelining client cannot queue without bound), and answers are
+/// pauses while one waits, and while answers back up unread, so a pipelining client that does
+/// not read cannot make the gateway queue without bound), and answers are
 /// written from the task in order, straight into the pipeline when the task runs on the
 /// connection's event loop and through one `execute` otherwise.
 final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, ServerChildChannelValue, @unchecked Sendable {
@@ -148,8 +155,21 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     }
 
     func read(context: ChannelHandlerContext) {
-        // One request waiting for the task is enough: read more once it is taken.
-        if queue.isEmpty { context.read() } else { readPending = true }
+        // One request waiting for the task is enough: read more once it is taken. Nor read
+        // while answers back up (a client that sends and does not read): the socket's buffer,
+        // not our memory, then holds what it sends.
+        if queue.isEmpty, context.channel.isWritable { context.read() } else { readPending = true }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReading(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func resumeReading(_ context: ChannelHandlerContext) {
+        guard readPending, queue.isEmpty, context.channel.isWritable else { return }
+        readPending = false
+        context.read()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -184,10 +204,7 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     private func take(_ continuation: UnsafeContinuation<AggregatedHTTPRequest?, any Error>) {
         if let request = queue.popFirst() {
             continuation.resume(returning: request)
-            if readPending, queue.isEmpty, let context {
-                readPending = false
-                context.read()
-            }
+            if let context { resumeReading(context) }
         } else if let failure {
             continuation.resume(throwing: failure)
         } else if inputEnded {
@@ -248,6 +265,13 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     struct BodyWriter: ResponseBodyWriter {
         let connection: HTTP1Connection
         var head: HTTPResponse?
+
+        /// Sends the head on its own (for a stream whose first part may be long in coming).
+        mutating func sendHead() {
+            guard let head else { return }
+            self.head = nil
+            connection.send(.head(head))
+        }
 
         mutating func write(_ buffer: ByteBuffer) async throws {
             if let head {

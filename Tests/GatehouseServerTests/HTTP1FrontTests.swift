@@ -148,6 +148,40 @@ struct HTTP1FrontTests {
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
 
+    @Test("no more is read while answers back up unread; reading goes on once the channel is writable again")
+    func noReadsWhileAnswersBackUp() async throws {
+        let reads = ReadCounter()
+        let channel = EmbeddedChannel()
+        let connection = HTTP1Connection(channel: channel)
+        try channel.pipeline.syncOperations.addHandlers([reads, connection])
+        channel.isWritable = false
+        channel.read()
+        #expect(reads.count == 0, "answers are not being read by the client: read nothing more")
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        #expect(reads.count == 1)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("a stream's head can go before its first part")
+    func streamHeadFirst() async throws {
+        let (channel, connection) = try await connected()
+        var writer = HTTP1Connection.BodyWriter(connection: connection, head: HTTPResponse(status: .ok, headerFields: [.contentType: "text/event-stream"]))
+        writer.sendHead()
+        guard case .head(let head) = try channel.readOutbound(as: HTTPResponsePart.self) else {
+            Issue.record("expected the head")
+            return
+        }
+        #expect(head.status == .ok)
+        #expect(try channel.readOutbound(as: HTTPResponsePart.self) == nil, "nothing else yet")
+        try await writer.write(bytes("event: message\ndata: 1\n\n"))
+        guard case .body = try channel.readOutbound(as: HTTPResponsePart.self) else {
+            Issue.record("expected the first part, without a second head")
+            return
+        }
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
     @Test("the end of input ends the requests after the queued ones; a parse error comes after them too")
     func endAndParseErrorAfterQueued() async throws {
         let channel = EmbeddedChannel()

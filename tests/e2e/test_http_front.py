@@ -127,6 +127,20 @@ async def test_connection_close_is_honoured(mcp_url: str) -> None:
 
 
 
+async def test_a_session_stream_answers_at_once(mcp_url: str) -> None:
+    """A session's GET stream may carry nothing for a long time (its keep-alive comes every 15 s):
+    its status and headers must not wait for the first event."""
+    async with wire.client() as http:
+        session = await wire.open_session(http, mcp_url, "2025-11-25")
+        headers = {"Accept": "text/event-stream", **session.headers()}
+        started = time.monotonic()
+        with anyio.fail_after(5):
+            async with http.stream("GET", mcp_url, headers=headers) as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+        assert time.monotonic() - started < 5
+
+
 async def test_refusals_come_before_the_body(mcp_url: str) -> None:
     """A request the guards refuse (here a forged Host) is answered from its head alone: the
     gateway neither waits for nor keeps a body it will not use."""
