@@ -230,24 +230,18 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     }
 
     /// Writes parts and flushes; failures show in the channel (it closes) and the next read.
-    func send(_ first: HTTPResponsePart, _ second: HTTPResponsePart? = nil, _ third: HTTPResponsePart? = nil,
-              promise: EventLoopPromise<Void>? = nil) {
+    func send(_ first: HTTPResponsePart, _ second: HTTPResponsePart? = nil, promise: EventLoopPromise<Void>? = nil) {
         onLoop {
             guard let context = self.context, !self.closed else {
                 promise?.fail(ChannelError.ioOnClosedChannel)
                 return
             }
-            if let second {
-                context.write(self.wrapOutboundOut(first), promise: nil)
-                if let third {
-                    context.write(self.wrapOutboundOut(second), promise: nil)
-                    context.writeAndFlush(self.wrapOutboundOut(third), promise: promise)
-                } else {
-                    context.writeAndFlush(self.wrapOutboundOut(second), promise: promise)
-                }
-            } else {
+            guard let second else {
                 context.writeAndFlush(self.wrapOutboundOut(first), promise: promise)
+                return
             }
+            context.write(self.wrapOutboundOut(first), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(second), promise: promise)
         }
     }
 
@@ -295,7 +289,8 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     }
 }
 
-/// The Date header's value (RFC 9110 IMF-fixdate), formatted once per second.
+/// The Date header's value (RFC 9110 IMF-fixdate), formatted once per second (the audit log's
+/// RFC 3339 stamps are `Timestamp`, whose padding this shares).
 enum HTTPDate {
     private static let cache = Mutex<(second: Int, text: String)>((-1, ""))
     private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
@@ -316,7 +311,7 @@ enum HTTPDate {
         var t = time_t(second)
         var parts = tm()
         gmtime_r(&t, &parts)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let two = { (n: Int32) in Timestamp.pad(n, 2) }
         return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
