@@ -121,9 +121,9 @@ public final class FederationNames: @unchecked Sendable {
             for index in object.entries.indices {
                 let key = object.entries[index].key
                 if key == "uri" || key == "uriTemplate", case .string(let uri) = object.entries[index].value {
-                    object.entries[index].value = .string(exposeURI(uri, server: server))
+                    object.setValue(.string(exposeURI(uri, server: server)), at: index)
                 } else if key != "_meta" {
-                    object.entries[index].value = exposeURIs(in: object.entries[index].value, server: server)
+                    object.setValue(exposeURIs(in: object.entries[index].value, server: server), at: index)
                 }
             }
             return .object(object)

@@ -149,11 +149,12 @@ public struct JSONParser {
             let value = try parseValue(depth: depth)
             if depth == 1, key == "id" { idRange = valueStart..<index }
             // Duplicate keys: the last one wins, as in most parsers, but the order stays that of the first.
-            if object[key] != nil {
-                object[key] = value
+            // `position(of:)` hashes once the object is large, so this stays linear.
+            if let position = object.position(of: key) {
+                object.setValue(value, at: position)
                 repeatedKey = true
             } else {
-                object.entries.append((key, value))
+                object.append(key, value)
             }
             skipWhitespace()
             guard index < buffer.count else { throw error("unexpected end of input in object") }

@@ -69,36 +69,80 @@ public enum JSONValue: Sendable, Hashable {
     }
 }
 
-/// A JSON object whose keys keep their order. Lookups are linear: MCP objects are small,
-/// and a linear scan over a few keys beats hashing them.
+/// A JSON object whose keys keep their order. Small objects (the usual MCP shape) are looked
+/// up by a linear scan, which beats hashing a few keys; once an object has more than
+/// `indexThreshold` keys it also keeps a hash index from key to position, so that parsing,
+/// rewriting and lookups stay linear in the object's size whatever a peer sends (an object of
+/// 200,000 keys was quadratic before and froze an event loop for minutes).
 public struct JSONObject: Sendable, Hashable, Sequence {
-    public var entries: [(key: String, value: JSONValue)]
+    /// Keys in order. Mutate through the subscript, `append`, `setValue(_:at:)` so the index
+    /// stays right.
+    public private(set) var entries: [(key: String, value: JSONValue)]
+    /// Key → position of its first entry, kept only for objects over `indexThreshold` keys.
+    private var index: [String: Int]?
+
+    public static let indexThreshold = 16
 
     public init() { entries = [] }
 
-    public init(_ entries: [(key: String, value: JSONValue)]) { self.entries = entries }
+    public init(_ entries: [(key: String, value: JSONValue)]) {
+        self.entries = entries
+        if entries.count > Self.indexThreshold { buildIndex() }
+    }
 
     public var count: Int { entries.count }
     public var isEmpty: Bool { entries.isEmpty }
     public var keys: [String] { entries.map(\.key) }
 
+    private mutating func buildIndex() {
+        var built = [String: Int](minimumCapacity: entries.count * 2)
+        for (position, entry) in entries.enumerated() where built[entry.key] == nil { built[entry.key] = position }
+        index = built
+    }
+
+    /// The position of `key`'s entry.
+    public func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        for position in entries.indices where entries[position].key == key { return position }
+        return nil
+    }
+
     public subscript(key: String) -> JSONValue? {
         get {
+            if let index { return index[key].map { entries[$0].value } }
             for entry in entries where entry.key == key { return entry.value }
             return nil
         }
         set {
-            if let index = entries.firstIndex(where: { $0.key == key }) {
+            if let position = position(of: key) {
                 if let newValue {
-                    entries[index].value = newValue
+                    entries[position].value = newValue
                 } else {
-                    entries.remove(at: index)
+                    entries.remove(at: position)
+                    if index != nil { buildIndex() }
                 }
             } else if let newValue {
-                entries.append((key, newValue))
+                append(key, newValue)
             }
         }
     }
+
+    /// Appends an entry whose key the caller knows is not in the object yet.
+    public mutating func append(_ key: String, _ value: JSONValue) {
+        entries.append((key, value))
+        if index != nil {
+            index![key] = entries.count - 1
+        } else if entries.count > Self.indexThreshold {
+            buildIndex()
+        }
+    }
+
+    /// Replaces the value at a position (keys are unchanged, so the index stays right).
+    public mutating func setValue(_ value: JSONValue, at position: Int) {
+        entries[position].value = value
+    }
+
+    public mutating func reserveCapacity(_ capacity: Int) { entries.reserveCapacity(capacity) }
 
     public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> {
         entries.makeIterator()
@@ -123,7 +167,7 @@ public struct JSONObject: Sendable, Hashable, Sequence {
 
 extension JSONObject: ExpressibleByDictionaryLiteral {
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        self.entries = elements.map { (key: $0.0, value: $0.1) }
+        self.init(elements.map { (key: $0.0, value: $0.1) })
     }
 }
 

@@ -283,17 +283,17 @@ final class Tracer: Sendable {
 
     private static func spanJSON(_ span: SpanRecord) -> JSONValue {
         var object = JSONObject()
-        object.entries.reserveCapacity(10)
-        object.entries.append(("traceId", .string(TraceContext.hex(span.traceID))))
-        object.entries.append(("spanId", .string(TraceContext.hex(span.spanID))))
-        if let parent = span.parentSpanID { object.entries.append(("parentSpanId", .string(TraceContext.hex(parent)))) }
-        object.entries.append(("name", .string(span.name)))
-        object.entries.append(("kind", .int(span.kind.rawValue)))
-        object.entries.append(("startTimeUnixNano", .string(String(span.startUnixNanos))))
-        object.entries.append(("endTimeUnixNano", .string(String(span.endUnixNanos))))
-        object.entries.append(("attributes", .array(span.attributes.map { attribute($0.0, $0.1) })))
+        object.reserveCapacity(10)
+        object.append("traceId", .string(TraceContext.hex(span.traceID)))
+        object.append("spanId", .string(TraceContext.hex(span.spanID)))
+        if let parent = span.parentSpanID { object.append("parentSpanId", .string(TraceContext.hex(parent))) }
+        object.append("name", .string(span.name))
+        object.append("kind", .int(span.kind.rawValue))
+        object.append("startTimeUnixNano", .string(String(span.startUnixNanos)))
+        object.append("endTimeUnixNano", .string(String(span.endUnixNanos)))
+        object.append("attributes", .array(span.attributes.map { attribute($0.0, $0.1) }))
         if let error = span.error {
-            object.entries.append(("status", ["code": 2, "message": .string(error)]))
+            object.append("status", ["code": 2, "message": .string(error)])
         }
         return .object(object)
     }
