@@ -1,4 +1,3 @@
-import Foundation
 import MCPWire
 
 /// Removes personal data from answers before they reach the client, as a policy decision asks:
@@ -17,65 +16,31 @@ struct Redactor: Sendable {
     /// Lowercased field names.
     let fields: Set<String>
 
-    static let email = try! NSRegularExpression(pattern: #"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"#)
-    static let card = try! NSRegularExpression(pattern: #"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])"#)
-    static let phone = try! NSRegularExpression(pattern: #"(?<![\w+(])(?:\+|\()?[0-9][0-9 ().-]{7,18}[0-9](?![0-9])"#)
-    static let nationalIDs = [
-        try! NSRegularExpression(pattern: #"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#),
-        try! NSRegularExpression(pattern: #"\b[A-CEGHJ-PR-TW-Z]{2}[0-9]{6}[A-D]\b"#),
-        try! NSRegularExpression(pattern: #"\b[12][0-9]{2}(0[1-9]|1[0-2])[0-9]{2}[0-9]{3}[0-9]{3}[0-9]{2}\b"#),
-        try! NSRegularExpression(pattern: #"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b"#),
-    ]
-
-    /// Redacts text; returns the new text and how many matches were replaced.
+    /// Redacts text; returns the new text and how many matches were replaced. Linear in the
+    /// text's length (see `TextScanners`).
     func redact(_ text: String) -> (String, Int) {
-        var result = text
+        guard !detectors.isEmpty else { return (text, 0) }
+        var bytes = Array(text.utf8)
         var count = 0
-        if detectors.contains(.email) { count += Self.replace(Self.email, in: &result, with: "[REDACTED:email]") }
-        if detectors.contains(.card) {
-            count += Self.replace(Self.card, in: &result, with: "[REDACTED:card]") { match in
-                let digits = match.compactMap(\.wholeNumberValue)
-                return (13...19).contains(digits.count) && Self.luhn(digits)
-            }
+        func apply(_ detector: Detector, _ scan: ([UInt8]) -> [TextScanners.Match], _ marker: StaticString) {
+            guard detectors.contains(detector) else { return }
+            let matches = scan(bytes)
+            guard !matches.isEmpty else { return }
+            count += matches.count
+            bytes = TextScanners.replacing(bytes, matches, with: marker)
         }
-        if detectors.contains(.nationalID) {
-            for pattern in Self.nationalIDs { count += Self.replace(pattern, in: &result, with: "[REDACTED:national_id]") }
-        }
-        if detectors.contains(.phone) {
-            // 10 to 15 digits written like a phone number: a leading + or separators (so that
-            // dates, timestamps and ids are left alone).
-            count += Self.replace(Self.phone, in: &result, with: "[REDACTED:phone]") { match in
-                (10...15).contains(match.count(where: \.isNumber))
-                    && (match.hasPrefix("+") || match.hasPrefix("(") || match.count(where: { " ().-".contains($0) }) >= 2)
-            }
-        }
-        return (result, count)
+        apply(.email, TextScanners.emails, "[REDACTED:email]")
+        apply(.card, TextScanners.cards, "[REDACTED:card]")
+        apply(.nationalID, TextScanners.nationalIDs, "[REDACTED:national_id]")
+        apply(.phone, TextScanners.phones, "[REDACTED:phone]")
+        return count == 0 ? (text, 0) : (String(decoding: bytes, as: UTF8.self), count)
     }
 
-    static func luhn(_ digits: [Int]) -> Bool {
-        var sum = 0
-        for (i, d) in digits.reversed().enumerated() {
-            if i % 2 == 1 {
-                let doubled = d * 2
-                sum += doubled > 9 ? doubled - 9 : doubled
-            } else {
-                sum += d
-            }
-        }
-        return sum % 10 == 0
-    }
-
-    static func replace(_ pattern: NSRegularExpression, in text: inout String, with replacement: String, where accept: (Substring) -> Bool = { _ in true }) -> Int {
-        let ns = text as NSString
-        let matches = pattern.matches(in: text, range: NSRange(location: 0, length: ns.length))
-        var count = 0
-        for match in matches.reversed() {
-            guard let range = Range(match.range, in: text) else { continue }
-            guard accept(text[range]) else { continue }
-            text.replaceSubrange(range, with: replacement)
-            count += 1
-        }
-        return count
+    /// A JSON number that is a card number (13 to 19 digits passing the Luhn check) is as
+    /// personal as the same digits in text.
+    func redactsNumber(_ text: String) -> Bool {
+        guard detectors.contains(.card), (13...19).contains(text.utf8.count), text.utf8.allSatisfy(TextScanners.isDigit) else { return false }
+        return TextScanners.luhn(Array(text.utf8)[...])
     }
 
     /// Walks a JSON value: named fields are replaced, strings are redacted.
@@ -88,15 +53,37 @@ struct Redactor: Sendable {
             return n > 0 ? .string(text) : value
         case .array(let items):
             return .array(items.map { redact($0, count: &count) })
+        case .number(let text):
+            guard redactsNumber(text) else { return value }
+            count += 1
+            return "[REDACTED:card]"
         case .object(let object):
             var out = JSONObject()
+            out.reserveCapacity(object.count)
             for (key, item) in object {
+                // Keys are text too (an email used as a key); a redacted key gets a number so
+                // two of them stay two entries.
+                var outKey = key
+                if !detectors.isEmpty {
+                    let (text, n) = redact(key)
+                    if n > 0 {
+                        count += n
+                        outKey = text
+                        var suffix = 2
+                        while out[outKey] != nil || object[outKey] != nil {
+                            outKey = "\(text)#\(suffix)"
+                            suffix += 1
+                        }
+                    }
+                }
+                let newValue: JSONValue
                 if fields.contains(key.lowercased()) {
-                    out[key] = "[REDACTED]"
+                    newValue = "[REDACTED]"
                     count += 1
                 } else {
-                    out[key] = redact(item, count: &count)
+                    newValue = redact(item, count: &count)
                 }
+                out[outKey] = newValue
             }
             return .object(out)
         default:
@@ -109,9 +96,70 @@ struct Redactor: Sendable {
     func redactResult(_ result: JSONValue, count: inout Int) -> JSONValue {
         guard case .object(let object) = result else { return redact(result, count: &count) }
         var out = JSONObject()
+        out.reserveCapacity(object.count)
         for (key, item) in object {
-            out[key] = key == "_meta" ? item : redact(item, count: &count)
+            out.append(key, key == "_meta" ? item : redact(item, count: &count))
         }
         return .object(out)
     }
+
+    /// Redacts a JSON-RPC error object: its message and its data (the code stays).
+    func redactError(_ error: JSONObject, count: inout Int) -> JSONObject {
+        var out = error
+        if case .string(let text)? = error["message"] {
+            let (redacted, n) = redact(text)
+            if n > 0 { out["message"] = .string(redacted); count += n }
+        }
+        if let data = error["data"] { out["data"] = redact(data, count: &count) }
+        return out
+    }
+
+    /// Redacts what an upstream sends a client in the middle of a request: a notification's
+    /// params (log messages, progress messages, anything else) but `_meta` and `progressToken`;
+    /// a server-to-client request's `message` text (elicitation), leaving schemas and the rest
+    /// of its shape alone so the client can still answer it.
+    func redactMessage(_ message: JSONRPCMessage, count: inout Int) -> JSONRPCMessage {
+        guard var params = message.params else { return message }
+        var changed = 0
+        switch message.kind {
+        case .notification:
+            var out = JSONObject()
+            out.reserveCapacity(params.count)
+            for (key, item) in params {
+                out.append(key, key == "_meta" || key == "progressToken" ? item : redact(item, count: &changed))
+            }
+            params = out
+        case .request:
+            if case .string(let text)? = params["message"] {
+                let (redacted, n) = redact(text)
+                if n > 0 { params["message"] = .string(redacted); changed += n }
+            }
+        default:
+            return message
+        }
+        guard changed > 0 else { return message }
+        count += changed
+        var copy = message
+        copy.object["params"] = .object(params)
+        return copy
+    }
+
+    /// Roughly how much text a value holds, to decide whether redacting it belongs on a thread
+    /// of its own rather than on an event loop. Stops counting at `limit`.
+    static func textSize(_ value: JSONValue, limit: Int) -> Int {
+        var total = 0
+        var stack: [JSONValue] = [value]
+        while let next = stack.popLast(), total < limit {
+            switch next {
+            case .string(let s): total += s.utf8.count
+            case .number(let n): total += n.utf8.count
+            case .array(let items): total += items.count; stack.append(contentsOf: items)
+            case .object(let object):
+                for entry in object { total += entry.key.utf8.count; stack.append(entry.value) }
+            default: total += 1
+            }
+        }
+        return total
+    }
 }
+
