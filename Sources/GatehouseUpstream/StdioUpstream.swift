@@ -26,7 +26,7 @@ public final class StdioUpstream: @unchecked Sendable {
 
     private let lock = NSLock()
     private var process: Process?
-    private var stdinHandle: FileHandle?
+    private var stdin: StdinWriter?
     private var pending = PendingRequests()
     private var info: UpstreamInfo?
     private var channels: [ObjectIdentifier: Weak] = [:]
@@ -109,9 +109,11 @@ public final class StdioUpstream: @unchecked Sendable {
         } catch {
             throw UpstreamError(upstream: name, kind: .unavailable, detail: "cannot start '\(stdio.command)': \(error.localizedDescription)")
         }
+        let writer = StdinWriter(handle: stdinPipe.fileHandleForWriting, limit: Self.stdinQueueLimit,
+                                 stallTimeout: timeouts.requestSeconds) { [weak self] in self?.stalled(generation: generation) }
         lock.withLock {
             self.process = process
-            self.stdinHandle = stdinPipe.fileHandleForWriting
+            self.stdin = writer
         }
         logger.info("started stdio upstream", metadata: ["upstream": "\(name)", "pid": "\(process.processIdentifier)"])
 
@@ -191,19 +193,38 @@ public final class StdioUpstream: @unchecked Sendable {
         return stream
     }
 
+    /// How much may wait for a child that reads slowly before new messages are refused.
+    static let stdinQueueLimit = 16 << 20
+
+    /// Queues a message for the child's stdin. Never blocks: the writer thread does the
+    /// writing (see `StdinWriter`).
     func write(_ message: JSONRPCMessage) throws {
         var bytes = message.bytes
         bytes.append(0x0A)
-        try lock.withLock {
-            guard let stdinHandle, process?.isRunning == true else {
+        let writer = try lock.withLock { () throws -> StdinWriter in
+            guard let stdin, process?.isRunning == true else {
                 throw UpstreamError(upstream: name, kind: .unavailable, detail: stopping ? "it is shutting down" : "its process is not running (restarting)")
             }
-            do {
-                try stdinHandle.write(contentsOf: Data(bytes))
-            } catch {
-                throw UpstreamError(upstream: name, kind: .unavailable, detail: "writing to its stdin failed")
+            return stdin
+        }
+        do {
+            try writer.send(bytes)
+        } catch {
+            switch error.kind {
+            case .closed: throw UpstreamError(upstream: name, kind: .unavailable, detail: "writing to its stdin failed")
+            case .backedUp: throw UpstreamError(upstream: name, kind: .unavailable, detail: "it is not reading its input (\(Self.stdinQueueLimit >> 20) MB waiting)")
+            case .stalled: throw UpstreamError(upstream: name, kind: .unavailable, detail: "it stopped reading its input; restarting it")
             }
         }
+    }
+
+    /// The child has not taken a write within the request timeout: it is stuck. Kill it; its
+    /// exit fails every request in flight and schedules a restart.
+    private func stalled(generation: Int) {
+        let process = lock.withLock { generation == self.generation ? self.process : nil }
+        guard let process, process.isRunning else { return }
+        logger.error("stdio upstream stopped reading its input; killing it", metadata: ["upstream": "\(name)", "pid": "\(process.processIdentifier)"])
+        kill(process.processIdentifier, SIGKILL)
     }
 
     private func received(line: [UInt8], generation: Int) {
@@ -255,7 +276,8 @@ public final class StdioUpstream: @unchecked Sendable {
         let (pending, stopping) = lock.withLock { () -> (PendingRequests?, Bool) in
             guard generation == self.generation else { return (nil, self.stopping) }
             self.process = nil
-            self.stdinHandle = nil
+            self.stdin?.close()
+            self.stdin = nil
             self.info = nil
             return (self.pending, self.stopping)
         }
@@ -294,7 +316,7 @@ public final class StdioUpstream: @unchecked Sendable {
 
     private func terminateCurrent() {
         let process = lock.withLock { () -> Process? in
-            defer { self.process = nil; self.stdinHandle = nil }
+            defer { self.process = nil; self.stdin?.close(); self.stdin = nil }
             return self.process
         }
         if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
@@ -302,12 +324,12 @@ public final class StdioUpstream: @unchecked Sendable {
 
     /// Stops the process: closes stdin, then SIGTERM, then SIGKILL after two seconds.
     public func stop() async {
-        let (process, stdinHandle) = lock.withLock { () -> (Process?, FileHandle?) in
+        let (process, stdin) = lock.withLock { () -> (Process?, StdinWriter?) in
             stopping = true
-            return (self.process, self.stdinHandle)
+            return (self.process, self.stdin)
         }
         guard let process, process.isRunning else { return }
-        try? stdinHandle?.close()
+        stdin?.close()
         for _ in 0..<20 where process.isRunning { try? await Task.sleep(for: .milliseconds(25)) }
         if process.isRunning { process.terminate() }
         for _ in 0..<80 where process.isRunning { try? await Task.sleep(for: .milliseconds(25)) }
