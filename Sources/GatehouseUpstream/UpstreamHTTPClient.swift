@@ -545,7 +545,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
                 }
                 stream.abandon = { [weak self] in self?.context?.close(promise: nil) }
                 state = .streaming(head, stream)
-                emit(.response(UpstreamHTTPResponse(head: head, body: .stream(stream)), keepAlive: head.isKeepAlive), keep: true)
+                // Whether the connection stays open is decided when the stream ends (`.finished`):
+                // closing it now, for an answer with `Connection: close`, cut the stream at its head.
+                emit(.response(UpstreamHTTPResponse(head: head, body: .stream(stream)), keepAlive: true), keep: true)
             } else {
                 state = .buffering(head, nil)
             }
@@ -605,6 +607,16 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // A body with neither Content-Length nor chunked encoding ends when the connection
+        // closes (RFC 9112 §6.3): that close is its end, not a failure. NIO's decoder does not
+        // report such an end itself.
+        switch state {
+        case .streaming(let head, _) where Self.isCloseDelimited(head),
+             .buffering(let head, _) where Self.isCloseDelimited(head):
+            channelRead(context: context, data: NIOAny(HTTPClientResponsePart.end(nil)))
+        default:
+            break
+        }
         fail(.connectionClosed)
         state = .closed
         if let connectionRef, let onClose {
@@ -613,6 +625,11 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
             onClose(connectionRef)
         }
         context.fireChannelInactive()
+    }
+
+    static func isCloseDelimited(_ head: HTTPResponseHead) -> Bool {
+        !head.headers.contains(name: "content-length") && !head.headers.contains(name: "transfer-encoding")
+            && head.status != .noContent && head.status != .notModified && head.status.code >= 200
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

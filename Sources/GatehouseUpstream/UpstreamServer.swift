@@ -142,7 +142,7 @@ public final class UpstreamServer: @unchecked Sendable {
                         }) ?? false
                         if let healthy = transport.members.recordCheck(index, passed: passed) {
                             self.logger.log(level: healthy ? .info : .warning, healthy ? "upstream endpoint healthy again" : "upstream endpoint unhealthy",
-                                            metadata: ["upstream": "\(self.config.name)", "url": "\(transport.members.urls[index])"])
+                                            metadata: ["upstream": "\(self.config.name)", "url": "\(DisplayURL.redacted(transport.members.urls[index]))"])
                         }
                     }
                 }
