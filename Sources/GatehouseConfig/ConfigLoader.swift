@@ -297,11 +297,16 @@ struct DocumentReader {
         if let limitsNode = fields.take("limits"), var limits = Fields(limitsNode, path: "spec.limits", reader: &self) {
             if let v = limits.int("maxBodyBytes", range: 1...(1 << 30), reader: &self) { spec.limits.maxBodyBytes = v }
             if let v = limits.int("maxJSONDepth", range: 2...1000, reader: &self) { spec.limits.maxJSONDepth = v }
+            if let v = limits.int("maxConnections", range: 1...1_000_000, reader: &self) { spec.limits.maxConnections = v }
+            if let v = limits.double("idleTimeoutSeconds", range: 0.1...86400, reader: &self) { spec.limits.idleTimeoutSeconds = v }
+            if let v = limits.double("headerTimeoutSeconds", range: 0.1...3600, reader: &self) { spec.limits.headerTimeoutSeconds = v }
+            if let v = limits.double("bodyTimeoutSeconds", range: 0.1...3600, reader: &self) { spec.limits.bodyTimeoutSeconds = v }
             limits.finish(reader: &self)
         }
         if let node = fields.take("sessions"), var sessions = Fields(node, path: "spec.sessions", reader: &self) {
             if let v = sessions.int("idleTimeoutSeconds", range: 1...(7 * 86400), reader: &self) { spec.sessions.idleTimeoutSeconds = v }
             if let v = sessions.int("maxSessions", range: 1...10_000_000, reader: &self) { spec.sessions.maxSessions = v }
+            if let v = sessions.int("maxPerCaller", range: 1...10_000_000, reader: &self) { spec.sessions.maxPerCaller = v }
             if let keyNode = sessions.take("key") {
                 if let secret = readSecret(keyNode, path: "spec.sessions.key") {
                     if secret.value.utf8.count < 32 {
@@ -334,8 +339,12 @@ struct DocumentReader {
                 report(node, "spec.admin listens on \(listen.bind) without spec.admin.token",
                        hint: "set spec.admin.token (a bearer token for the admin API) or bind the admin listener to 127.0.0.1")
             }
+            let allowedHosts = admin.stringList("allowedHosts", reader: &self)
+            let allowedOrigins = admin.stringList("allowedOrigins", reader: &self)
             admin.finish(reader: &self)
             spec.admin = GatewayConfig.Admin(listen: listen, token: token)
+            spec.admin?.allowedHosts = allowedHosts ?? []
+            spec.admin?.allowedOrigins = allowedOrigins ?? []
         }
         if let node = fields.take("tracing"), var tracing = Fields(node, path: "spec.tracing", reader: &self) {
             if let otlpNode = tracing.take("otlp"), var otlp = Fields(otlpNode, path: "spec.tracing.otlp", reader: &self) {

@@ -32,6 +32,13 @@ public struct GatewayConfig: Sendable, Equatable {
         /// A bearer token for every admin route but health and readiness; nil is allowed only
         /// on a loopback address.
         public var token: Secret?
+        /// `Host` values the admin listener answers (DNS rebinding defence). Empty: the MCP
+        /// listener's allowed hosts plus the admin bind address; any host when bound to a
+        /// wildcard address (a token is required then).
+        public var allowedHosts: [String] = []
+        /// Browser origins that may call the admin API. Empty: any request with an `Origin`
+        /// header is refused (no web page may read metrics or trigger a reload).
+        public var allowedOrigins: [String] = []
         public init(listen: Listen, token: Secret? = nil) {
             self.listen = listen
             self.token = token
@@ -177,12 +184,23 @@ public struct GatewayConfig: Sendable, Equatable {
     public struct Limits: Sendable, Equatable {
         public var maxBodyBytes: Int = 4 << 20
         public var maxJSONDepth: Int = 64
+        /// Open connections on the MCP listener; more are answered 503 and closed.
+        public var maxConnections: Int = 10_000
+        /// A connection waiting for its next request closes after this.
+        public var idleTimeoutSeconds: Double = 60
+        /// A request head must be complete this long after its first byte.
+        public var headerTimeoutSeconds: Double = 10
+        /// A request body must be complete this long after its head.
+        public var bodyTimeoutSeconds: Double = 30
         public init() {}
     }
 
     public struct Sessions: Sendable, Equatable {
         public var idleTimeoutSeconds: Int = 1800
         public var maxSessions: Int = 10_000
+        /// Sessions one caller may hold (one identity; one client address when anonymous). A
+        /// new session over it ends that caller's least recently used session.
+        public var maxPerCaller: Int = 100
         /// Key material for sealing session ids, so replicas sharing it serve each other's
         /// sessions. Nil: a random key per process (sessions then live on one replica).
         public var key: Secret?

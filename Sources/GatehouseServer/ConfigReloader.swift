@@ -61,7 +61,7 @@ final class ConfigReloader: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         defer { serial.withLock { $0 = false } }
-        let outcome = reloadNow(trigger: trigger)
+        let outcome = await reloadNow(trigger: trigger)
         switch outcome {
         case .reloaded: shared.metrics.increment("gatehouse_config_reloads_total", ["success"])
         case .unchanged: shared.metrics.increment("gatehouse_config_reloads_total", ["unchanged"])
@@ -70,7 +70,22 @@ final class ConfigReloader: Service, Sendable {
         return outcome
     }
 
-    private func reloadNow(trigger: String) -> Outcome {
+    /// How long a reload waits for its new upstream servers' handshakes before it swaps the
+    /// snapshot in anyway (a server that is down must not block every other config change).
+    static let readinessWait: Duration = .seconds(10)
+
+    /// Waits until every server is ready, or `readinessWait` has passed. Returns those not ready.
+    private func waitUntilReady(_ servers: [UpstreamServer]) async -> [UpstreamServer] {
+        let deadline = ContinuousClock.now + Self.readinessWait
+        var pending = servers.filter { !$0.isReady }
+        while !pending.isEmpty, ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(10))
+            pending.removeAll { $0.isReady }
+        }
+        return pending
+    }
+
+    private func reloadNow(trigger: String) async -> Outcome {
         let current = state.snapshot
         guard let source else { return .refused("the gateway was started without a config file, so there is nothing to reload") }
         let config: GatewayConfig
@@ -94,10 +109,19 @@ final class ConfigReloader: Service, Sendable {
         } catch {
             return refuse("\(error)", version: version, current: current, trigger: trigger)
         }
+        // New servers start, and finish their handshake, before the snapshot that routes to
+        // them is swapped in: until then the running snapshot serves (without this, a reload
+        // that changed a server failed requests with upstream_not_ready for a moment).
+        for upstream in built.started { starter.yield(upstream) }
+        let notReady = await waitUntilReady(built.started)
+        if !notReady.isEmpty {
+            shared.logger.warning("reloading with servers that are not ready yet; their requests fail until they are", metadata: [
+                "servers": "\(notReady.map(\.config.name).joined(separator: ","))", "waited": "\(Self.readinessWait)",
+            ])
+        }
         built.policyInstall?()
         _ = state.swap(built.snapshot)
         refusedVersion.withLock { $0 = nil }
-        for upstream in built.started { starter.yield(upstream) }
         if !built.retired.isEmpty || !built.retiredEndpoints.isEmpty { retirements.yield(built) }
         shared.logger.info("config reloaded", metadata: [
             "version": "\(version)", "previous": "\(current.version)", "generation": "\(built.snapshot.generation)", "trigger": "\(trigger)",

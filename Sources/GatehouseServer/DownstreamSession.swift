@@ -105,6 +105,11 @@ final class DownstreamSession: @unchecked Sendable {
     var hasStream: Bool { lock.withLock { stream != nil } }
 
     /// Idle: no request in flight, no open stream, nothing seen for `timeout`.
+    /// How long the session has gone unused; nil while a request or its stream is open.
+    func idleTime(now: ContinuousClock.Instant) -> Duration? {
+        lock.withLock { activeRequests == 0 && stream == nil ? now - lastSeen : nil }
+    }
+
     func isIdle(longerThan timeout: Duration, now: ContinuousClock.Instant) -> Bool {
         lock.withLock { activeRequests == 0 && stream == nil && now - lastSeen > timeout }
     }
@@ -167,20 +172,68 @@ final class SessionStore: @unchecked Sendable {
     /// Ids of sessions ended here (DELETE, expiry), so their sealed ids cannot bring them back
     /// on this replica. Kept for `endedMemory`, at most `maxSessions` entries.
     private var ended: [String: ContinuousClock.Instant] = [:]
+    /// Session ids by caller (identity, or client address when anonymous), for the per-caller limit.
+    private var byCaller: [String: Set<String>] = [:]
+    private var callerOf: [String: String] = [:]
     let maxSessions: Int
+    let maxPerCaller: Int
     var endedMemory: Duration = .seconds(3600)
 
-    init(maxSessions: Int) {
+    init(maxSessions: Int, maxPerCaller: Int = .max) {
         self.maxSessions = maxSessions
+        self.maxPerCaller = maxPerCaller
     }
 
     var count: Int { lock.withLock { sessions.count } }
 
-    func insert(_ session: DownstreamSession) -> Bool {
+    enum Insertion {
+        case inserted(evicted: DownstreamSession?)
+        /// The gateway holds `maxSessions`.
+        case full
+        /// The caller holds `maxPerCaller` sessions, all busy (a request or a stream open).
+        case callerFull
+        case duplicate
+    }
+
+    /// Adds a session. A caller already holding `maxPerCaller` sessions loses its longest idle
+    /// one (returned, for the caller to close): one caller cannot fill the gateway's session
+    /// table and lock every other client out (10,000 `initialize` calls from one identity did,
+    /// for the idle timeout).
+    func insert(_ session: DownstreamSession, caller: String) -> Insertion {
         lock.withLock {
-            guard sessions.count < maxSessions, sessions[session.id] == nil else { return false }
+            guard sessions[session.id] == nil else { return .duplicate }
+            var evicted: DownstreamSession?
+            let held = byCaller[caller] ?? []
+            if held.count >= maxPerCaller {
+                let now = ContinuousClock.now
+                var oldest: (session: DownstreamSession, idle: Duration)?
+                for id in held {
+                    guard let candidate = sessions[id], let idle = candidate.idleTime(now: now) else { continue }
+                    if oldest == nil || idle > oldest!.idle { oldest = (candidate, idle) }
+                }
+                guard let oldest else { return .callerFull }
+                removeLocked(oldest.session.id)
+                evicted = oldest.session
+            }
+            guard sessions.count < maxSessions else { return .full }
             sessions[session.id] = session
-            return true
+            byCaller[caller, default: []].insert(session.id)
+            callerOf[session.id] = caller
+            return .inserted(evicted: evicted)
+        }
+    }
+
+    /// How many sessions a caller holds.
+    func count(caller: String) -> Int {
+        lock.withLock { byCaller[caller]?.count ?? 0 }
+    }
+
+    private func removeLocked(_ id: String) {
+        guard sessions.removeValue(forKey: id) != nil else { return }
+        remember(ended: id)
+        if let caller = callerOf.removeValue(forKey: id) {
+            byCaller[caller]?.remove(id)
+            if byCaller[caller]?.isEmpty == true { byCaller[caller] = nil }
         }
     }
 
@@ -190,8 +243,8 @@ final class SessionStore: @unchecked Sendable {
 
     func remove(_ id: String) -> DownstreamSession? {
         lock.withLock {
-            let session = sessions.removeValue(forKey: id)
-            if session != nil { remember(ended: id) }
+            let session = sessions[id]
+            removeLocked(id)
             return session
         }
     }
@@ -214,10 +267,7 @@ final class SessionStore: @unchecked Sendable {
         let now = ContinuousClock.now
         return lock.withLock {
             let idle = sessions.values.filter { $0.isIdle(longerThan: timeout, now: now) }
-            for session in idle {
-                sessions[session.id] = nil
-                remember(ended: session.id)
-            }
+            for session in idle { removeLocked(session.id) }
             return idle
         }
     }
@@ -228,7 +278,11 @@ final class SessionStore: @unchecked Sendable {
 
     func removeAll() -> [DownstreamSession] {
         lock.withLock {
-            defer { sessions = [:] }
+            defer {
+                sessions = [:]
+                byCaller = [:]
+                callerOf = [:]
+            }
             return Array(sessions.values)
         }
     }

@@ -119,13 +119,14 @@ public struct Gateway: Sendable {
         let scheme = certificates == nil ? "http" : "https"
         let app = Application(
             responder: responder,
-            server: try certificates?.serverBuilder() ?? HTTPServerBuilder { _ in
+            server: try certificates?.serverBuilder(idleTimeoutSeconds: config.limits.idleTimeoutSeconds) ?? HTTPServerBuilder { _ in
                 // Our own front calls the gateway's responder itself (see GatehouseHTTP1Channel).
                 GatehouseHTTP1Channel(
                     respond: { [logger] request, channel in
                         try await responder.respond(to: request, context: GatewayRequestContext(source: .init(channel: channel, logger: logger)))
                     },
-                    maxBodyBytes: { state.snapshot.config.limits.maxBodyBytes }, serverName: "gatehouse")
+                    maxBodyBytes: { state.snapshot.config.limits.maxBodyBytes }, serverName: "gatehouse",
+                    limits: { ConnectionLimits(state.snapshot.config.limits) }, connections: ConnectionCounter())
             },
             configuration: .init(address: .hostname(config.listen.bind, port: config.listen.port), serverName: "gatehouse"),
             onServerRunning: { [logger, config] channel in
@@ -153,8 +154,8 @@ public struct Gateway: Sendable {
                     samples.append((name: "gatehouse_circuit_breaker_open", labels: [upstream.config.name], value: breaker.isOpen ? 1 : 0))
                 }
                 for member in upstream.members?.status() ?? [] {
-                    samples.append((name: "gatehouse_upstream_endpoint_healthy", labels: [upstream.config.name, member.url], value: member.healthy && !member.ejected ? 1 : 0))
-                    samples.append((name: "gatehouse_upstream_endpoint_requests_total", labels: [upstream.config.name, member.url], value: Double(member.requests)))
+                    samples.append((name: "gatehouse_upstream_endpoint_healthy", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: member.healthy && !member.ejected ? 1 : 0))
+                    samples.append((name: "gatehouse_upstream_endpoint_requests_total", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: Double(member.requests)))
                 }
             }
             if let tracer {

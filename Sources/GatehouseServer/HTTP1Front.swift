@@ -38,9 +38,22 @@ struct GatehouseHTTP1Channel: ServerChildChannel {
     /// current snapshot, so a reload applies to the next request).
     let maxBodyBytes: @Sendable () -> Int
     let serverName: String
+    /// Timeouts and the connection limit, read when a connection opens.
+    let limits: @Sendable () -> ConnectionLimits
+    let connections: ConnectionCounter
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            let limits = self.limits()
+            if connections.acquire(limit: limits.maxConnections) {
+                let connections = self.connections
+                channel.closeFuture.whenComplete { _ in connections.release() }
+            } else {
+                logger.warning("refusing a connection: too many open", metadata: ["limit": "\(limits.maxConnections)"])
+                try channel.pipeline.syncOperations.addHandler(ConnectionRefusal())
+            }
+            let deadlines = ConnectionDeadlines(limits: limits)
+            try channel.pipeline.syncOperations.addHandler(ConnectionReadActivity(deadlines))
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                 withPipeliningAssistance: false,  // requests are answered in order by `handle`
                 withErrorHandling: false,  // parse errors are answered by `handle`
@@ -48,6 +61,7 @@ struct GatehouseHTTP1Channel: ServerChildChannel {
                 withEncoderConfiguration: .init(),
                 withDecoderLimitConfiguration: .init()
             )
+            try channel.pipeline.syncOperations.addHandler(ConnectionDeadlineHandler(deadlines))
             try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             // Idle-connection closing on graceful shutdown, as in Hummingbird's channel.
             try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))

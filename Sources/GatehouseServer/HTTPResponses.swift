@@ -78,6 +78,17 @@ enum ASCII {
         find(text, pattern, prefixOnly: true)
     }
 
+    /// Whether a Content-Type names exactly this media type, with or without parameters:
+    /// `application/json; charset=utf-8` is, `application/jsonx` is not.
+    static func isMediaType(_ text: String, _ type: StaticString) -> Bool {
+        guard find(text, type, prefixOnly: true) else { return false }
+        let utf8 = text.utf8
+        let rest = utf8.index(utf8.startIndex, offsetBy: type.utf8CodeUnitCount)
+        guard rest < utf8.endIndex else { return true }
+        let next = utf8[rest]
+        return next == UInt8(ascii: ";") || next == UInt8(ascii: " ") || next == UInt8(ascii: "\t")
+    }
+
     private static func find(_ text: String, _ pattern: StaticString, prefixOnly: Bool) -> Bool {
         let needle = UnsafeBufferPointer(start: pattern.utf8Start, count: pattern.utf8CodeUnitCount)
         var text = text

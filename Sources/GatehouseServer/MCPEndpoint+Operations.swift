@@ -42,8 +42,9 @@ extension MCPEndpoint {
 
     /// Counts a finished MCP request and its durations.
     func recordRequest(_ message: JSONRPCMessage, server: String?, outcome: String, scope: Scope, errorType: String = "") {
-        let method = message.method ?? ""
-        let tool = method == "tools/call" ? (message.params?["name"]?.stringValue ?? "") : ""
+        // Labels from bounded sets only (MetricLabels): never a client's raw method or tool name.
+        let method = MetricLabels.method(message.method ?? "")
+        let tool = method == "tools/call" ? toolLabel(message.params?["name"]?.stringValue ?? "", server: server, outcome: outcome) : ""
         metrics.increment("gatehouse_requests_total", [endpoint.path, method, server ?? "", tool, outcome])
         if outcome != "ok" {
             scope.span?.setErrorIfUnset(errorType.isEmpty ? outcome : errorType)
@@ -56,13 +57,25 @@ extension MCPEndpoint {
         }
     }
 
+    /// A tool name as a label value: a tool some list showed, the policy knows, or the server
+    /// ran (a result, not an error, came back: the server knows that name). Anything else —
+    /// names a client made up — is `other`.
+    func toolLabel(_ name: String, server: String?, outcome: String) -> String {
+        if outcome == "ok" || outcome == "tool_error" {
+            knownTools.learn(name)
+            return name
+        }
+        if let server, policy?.tool(server: server, name: name) != nil { return name }
+        return knownTools.label(name)
+    }
+
     /// The metrics of a request that got its final answer from a server.
     func recordAnswer(_ response: JSONRPCMessage, request: JSONRPCMessage, server index: Int, scope: Scope) {
         let outcome: String
         var errorType = ""
         if let code = response.error?["code"]?.intValue {
             outcome = "error"
-            errorType = String(code)
+            errorType = MetricLabels.errorCode(code)
         } else if response.result?["isError"]?.boolValue == true {
             outcome = "tool_error"
             errorType = "tool_error"

@@ -4,6 +4,7 @@ import GatehouseUpstream
 import HTTPTypes
 import Hummingbird
 import MCPWire
+import NIOPosix
 
 /// Policy at the MCP level (docs/policy.md "In the data plane"): every request that reaches a
 /// server is decided first; denied requests never reach the upstream; lists show only what the
@@ -85,12 +86,28 @@ extension MCPEndpoint {
 
     /// The final answer of a request as the client gets it: names and URIs mapped, list items the
     /// caller may not use removed, and the decision's redactions applied.
-    func finish(_ response: JSONRPCMessage, request: JSONRPCMessage, server index: Int, scope: Scope) -> JSONRPCMessage {
+    func finish(_ response: JSONRPCMessage, request: JSONRPCMessage, server index: Int, scope: Scope) async -> JSONRPCMessage {
         recordAnswer(response, request: request, server: index, scope: scope)
         var mapped = mapResponse(response, server: index)
-        guard let policy, mapped.kind == .response, let result = mapped.result else { return mapped }
         let method = request.method ?? ""
+        if method == "tools/list", let tools = mapped.result?["tools"]?.arrayValue { knownTools.learn(tools) }
+        guard let policy else { return mapped }
         let serverName = servers[index].config.name
+        if mapped.kind == .errorResponse, !scope.redaction.isEmpty, let error = mapped.error {
+            // An error's message and data can carry the same data as a result would.
+            let redactor = Redactor(detectors: scope.redaction.detectors, fields: scope.redaction.fields)
+            let (redacted, count) = await Self.offloadIfLarge(.object(error)) { value in
+                var count = 0
+                let out = redactor.redactError(value.objectValue ?? [:], count: &count)
+                return (.object(out), count)
+            }
+            if count > 0 {
+                mapped.object["error"] = redacted
+                logger.info("redacted an error answer", metadata: ["method": "\(method)", "server": "\(serverName)", "redactions": "\(count)"])
+            }
+            return mapped
+        }
+        guard mapped.kind == .response, let result = mapped.result else { return mapped }
         if let spec = GatewayPolicy.listItems[method], policy.engine != nil, let items = result[spec.key]?.arrayValue, var object = result.objectValue {
             let started = ContinuousClock.now
             let (kept, hidden) = policy.filterItems(items, listMethod: method, server: serverName, caller: scope.caller,
@@ -101,12 +118,41 @@ extension MCPEndpoint {
             return mapped
         }
         if !scope.redaction.isEmpty {
-            var count = 0
             let redactor = Redactor(detectors: scope.redaction.detectors, fields: scope.redaction.fields)
-            mapped.object["result"] = redactor.redactResult(result, count: &count)
+            let (redacted, count) = await Self.offloadIfLarge(result) { value in
+                var count = 0
+                let out = redactor.redactResult(value, count: &count)
+                return (out, count)
+            }
+            mapped.object["result"] = redacted
             if count > 0 { logger.info("redacted an answer", metadata: ["method": "\(method)", "server": "\(serverName)", "redactions": "\(count)"]) }
         }
         return mapped
+    }
+
+    /// Redacts an upstream's message in the middle of a request (notifications, log and
+    /// progress messages, an elicitation's text) as the request's decision asks.
+    func redactInStream(_ message: JSONRPCMessage, scope: Scope) -> JSONRPCMessage {
+        guard !scope.redaction.isEmpty else { return message }
+        var count = 0
+        let redactor = Redactor(detectors: scope.redaction.detectors, fields: scope.redaction.fields)
+        let out = redactor.redactMessage(message, count: &count)
+        if count > 0 { logger.info("redacted a message", metadata: ["method": "\(message.method ?? "")", "redactions": "\(count)"]) }
+        return out
+    }
+
+    /// Text above this size is redacted on NIO's thread pool, not on an event loop, so one
+    /// large answer cannot stall the other connections of its loop.
+    static let offloadTextBytes = 256 * 1024
+
+    /// Runs `work` here for small values, on the blocking thread pool for large ones.
+    static func offloadIfLarge(_ value: JSONValue, _ work: @escaping @Sendable (JSONValue) -> (JSONValue, Int)) async -> (JSONValue, Int) {
+        guard Redactor.textSize(value, limit: offloadTextBytes) >= offloadTextBytes else { return work(value) }
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { work(value) }
+        } catch {
+            return work(value)  // the pool is shutting down: do it here rather than not at all
+        }
     }
 
     /// Lists one server's tools (all pages, bounded) so a call's decision can see the tool's

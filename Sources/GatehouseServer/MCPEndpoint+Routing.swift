@@ -321,6 +321,7 @@ extension MCPEndpoint {
             }
         }
         policy?.recordList(caller: scope.caller, message: message, servers: serverNames, hidden: hiddenItems, started: started)
+        if kind == .tool { knownTools.learn(items) }
         recordRequest(message, server: "*", outcome: "ok", scope: scope)
         var result: JSONObject = [key: .array(items)]
         if !next.isEmpty { result["nextCursor"] = .string(FederatedCursor(positions: next).encoded) }

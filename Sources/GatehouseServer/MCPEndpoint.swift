@@ -26,6 +26,8 @@ final class MCPEndpoint: Sendable {
     /// The servers this endpoint federates, in merge order.
     let servers: [UpstreamServer]
     let names: FederationNames
+    /// Tool names this endpoint has listed, for metric labels.
+    let knownTools = KnownToolNames()
     let sessions: SessionStore
     let hub: NotificationHub
     let guards: RequestGuards
@@ -63,7 +65,7 @@ final class MCPEndpoint: Sendable {
             self.hub = previous.hub
             self.statelessChannels = previous.statelessChannels
         } else {
-            self.sessions = SessionStore(maxSessions: config.sessions.maxSessions)
+            self.sessions = SessionStore(maxSessions: config.sessions.maxSessions, maxPerCaller: config.sessions.maxPerCaller)
             self.hub = NotificationHub()
             self.statelessChannels = StatelessChannels()
         }
@@ -137,7 +139,7 @@ final class MCPEndpoint: Sendable {
         let id = RequestID.accept(request.headers.value(.xRequestID))
         var response = await RequestID.$current.withValue(id) { await handleRequest(request, context: context) }
         response.headers[.xRequestID] = id
-        metrics.increment("gatehouse_http_requests_total", [endpoint.path, request.method.rawValue, String(response.status.code)])
+        metrics.increment("gatehouse_http_requests_total", [endpoint.path, MetricLabels.httpMethod(request.method.rawValue), String(response.status.code)])
         return response
     }
 
@@ -203,7 +205,8 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .notAcceptable, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Not Acceptable: the Accept header must list application/json and text/event-stream")
         }
-        if let contentType = request.headers.value(.contentType), !ASCII.hasPrefix(contentType, "application/json") {
+        // The body must say it is JSON: a missing or other media type (application/jsonx) is refused.
+        guard let contentType = request.headers.value(.contentType), ASCII.isMediaType(contentType, "application/json") else {
             return HTTPResponses.error(status: .unsupportedMediaType, id: nil, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json")
         }
@@ -256,10 +259,10 @@ final class MCPEndpoint: Sendable {
         let statelessRequest = StatelessRequestRules.metaVersion(of: message) != nil
             || (versionHeader.flatMap(ProtocolVersion.init)?.isStateless ?? false)
         if message.method == "initialize", message.isRequest, !statelessRequest {
-            guard let tracer else { return await initialize(message, identity: context.identity) }
+            guard let tracer else { return await initialize(message, identity: context.identity, callerKey: sessionCaller(context)) }
             let version = message.params?["protocolVersion"]?.stringValue.flatMap(ProtocolVersion.init) ?? .latestSessionEra
             let span = startServerSpan(message, caller: caller(context), version: version, tracer: tracer)
-            let response = await initialize(message, identity: context.identity)
+            let response = await initialize(message, identity: context.identity, callerKey: sessionCaller(context))
             if response.status.code >= 400 { span?.setErrorIfUnset(String(response.status.code)) }
             span?.end()
             return response
@@ -272,7 +275,7 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.error(status: .badRequest, id: message.id, code: JSONRPCErrorCode.invalidRequest,
                                        message: "Bad Request: missing Mcp-Session-Id header; start a session with initialize (or send 2026-07-28 requests with _meta[\"\(MetaKey.protocolVersion)\"])")
         }
-        guard SessionID.isWellFormed(sessionID), let session = sessions.get(sessionID) ?? resume(sessionID, identity: context.identity),
+        guard SessionID.isWellFormed(sessionID), let session = sessions.get(sessionID) ?? resume(sessionID, identity: context.identity, callerKey: sessionCaller(context)),
             session.identity.channelKey == context.identity.channelKey
         else {
             return sessionNotFound(message.id)
@@ -285,7 +288,7 @@ final class MCPEndpoint: Sendable {
     }
 
     /// A session this replica does not hold: open its sealed id and resume its upstream sessions.
-    private func resume(_ sessionID: String, identity: Identity) -> DownstreamSession? {
+    private func resume(_ sessionID: String, identity: Identity, callerKey: String) -> DownstreamSession? {
         guard !sessions.wasEnded(sessionID), let contents = sealer.open(sessionID), contents.identity == identity.channelKey else { return nil }
         let session = DownstreamSession(id: sessionID, version: contents.version, identity: identity, client: contents.client)
         let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: SessionID.generate()), client: contents.client, session: session)
@@ -296,10 +299,11 @@ final class MCPEndpoint: Sendable {
             else { continue }
             channels.adopt(channel, at: index)
         }
-        guard sessions.insert(session) else {
+        guard case .inserted(let evicted) = sessions.insert(session, caller: callerKey) else {
             Task { await channels.close() }
             return sessions.get(sessionID)
         }
+        if let evicted { Task { await end(evicted) } }
         logger.info("session resumed from its id", metadata: ["protocol": "\(contents.version)"])
         return session
     }
@@ -311,7 +315,14 @@ final class MCPEndpoint: Sendable {
 
     // MARK: Session era
 
-    private func initialize(_ message: JSONRPCMessage, identity: Identity) async -> Response {
+    /// Whose sessions count together against `spec.sessions.maxPerCaller`: the identity, or the
+    /// client's address when it is anonymous (every anonymous caller has the same identity).
+    func sessionCaller(_ context: GatewayRequestContext) -> String {
+        guard context.identity.kind == .anonymous else { return context.identity.channelKey }
+        return "address:" + (context.peerAddress ?? "unknown")
+    }
+
+    private func initialize(_ message: JSONRPCMessage, identity: Identity, callerKey: String) async -> Response {
         let params = message.params ?? [:]
         let requested = params["protocolVersion"]?.stringValue
         let version = requested.flatMap(ProtocolVersion.init).flatMap { $0.isStateless ? nil : $0 } ?? .latestSessionEra
@@ -355,7 +366,17 @@ final class MCPEndpoint: Sendable {
         }
         let sessionID = sealer.seal(.init(version: version, identity: identity.channelKey, client: client, upstreamSessions: upstreamSessions))
         session.assign(id: sessionID)
-        guard sessions.insert(session) else {
+        switch sessions.insert(session, caller: callerKey) {
+        case .inserted(let evicted):
+            if let evicted {
+                logger.notice("ended a caller's longest idle session: it holds spec.sessions.maxPerCaller sessions", metadata: ["limit": "\(sessions.maxPerCaller)"])
+                await end(evicted)
+            }
+        case .callerFull:
+            await channels.close()
+            return HTTPResponses.error(status: .tooManyRequests, id: message.id, code: JSONRPCErrorCode.internalError,
+                                       message: "you hold \(sessions.maxPerCaller) sessions, all in use (spec.sessions.maxPerCaller); end one with DELETE before starting another")
+        case .full, .duplicate:
             await channels.close()
             return HTTPResponses.error(status: .serviceUnavailable, id: message.id, code: JSONRPCErrorCode.internalError,
                                        message: "the gateway has too many open sessions; retry later")
@@ -643,7 +664,7 @@ final class MCPEndpoint: Sendable {
             return HTTPResponses.json(failure(UpstreamError(upstream: upstreamName, kind: .protocolViolation, detail: "no answer"), id: message.id))
         }
         if case .response(let response) = first {
-            let answer = finish(response, request: message, server: index, scope: scope)
+            let answer = await finish(response, request: message, server: index, scope: scope)
             onEnd()
             return finalJSON(answer, clientVersion: clientVersion, method: message.method)
         }
@@ -656,7 +677,7 @@ final class MCPEndpoint: Sendable {
             do {
                 while let event = pending {
                     if case .response(let response) = event {
-                        let answer = finish(response, request: message, server: index, scope: scope)
+                        let answer = await finish(response, request: message, server: index, scope: scope)
                         onEnd()
                         return finalJSON(answer, clientVersion: clientVersion, method: message.method)
                     }
@@ -681,10 +702,10 @@ final class MCPEndpoint: Sendable {
                         if m.kind == .request, clientVersion.isStateless {
                             await refuse(m, on: finalChannel, reason: "2026-07-28 clients receive input requests via input_required results, which Gatehouse does not bridge yet")
                         } else {
-                            try await writer.writeSSE(mapFromServer(m, server: index, session: session))
+                            try await writer.writeSSE(mapFromServer(redactInStream(m, scope: finalScope), server: index, session: session))
                         }
                     case .response(let response):
-                        try await writer.writeSSE(VersionBridge.prepareResponse(finish(response, request: message, server: index, scope: finalScope), client: clientVersion,
+                        try await writer.writeSSE(VersionBridge.prepareResponse(await finish(response, request: message, server: index, scope: finalScope), client: clientVersion,
                                                                                 method: message.method, upstreamName: upstreamName))
                         try await writer.finish(nil)
                         return
@@ -737,7 +758,7 @@ final class MCPEndpoint: Sendable {
             for try await event in channel.send(request: routed) {
                 switch event {
                 case .response(let response):
-                    return VersionBridge.prepareResponse(finish(response, request: message, server: index, scope: scope), client: scope.clientVersion,
+                    return VersionBridge.prepareResponse(await finish(response, request: message, server: index, scope: scope), client: scope.clientVersion,
                                                          method: message.method, upstreamName: name)
                 case .message(let m) where m.kind == .request:
                     await refuse(m, on: channel, reason: "requests inside a batch cannot be answered")

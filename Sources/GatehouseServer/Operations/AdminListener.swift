@@ -24,6 +24,7 @@ import ServiceLifecycle
 enum AdminListener {
     static func application(admin: GatewayConfig.Admin, state: GatewayState, metrics: Metrics, reloader: ConfigReloader, logger: Logger) -> some Service {
         let router = Router()
+        router.add(middleware: AdminGuardMiddleware(admin: admin, security: state.snapshot.config.security))
         router.add(middleware: AdminTokenMiddleware(token: admin.token?.value))
         router.get("/healthz") { _, _ in json(["status": "ok"]) }
         router.get("/readyz") { _, _ in Gateway.readiness(state.snapshot) }
@@ -75,7 +76,7 @@ enum AdminListener {
                 ]
                 if let members = upstream.members {
                     entry["endpoints"] = .array(members.status().map { member in
-                        .object(["url": .string(member.url), "healthy": .bool(member.healthy), "ejected": .bool(member.ejected),
+                        .object(["url": .string(DisplayURL.redacted(member.url)), "healthy": .bool(member.healthy), "ejected": .bool(member.ejected),
                                  "inFlight": .int(member.inFlight), "requests": .int(Int(member.requests))])
                     })
                 }
@@ -108,6 +109,45 @@ enum AdminListener {
     }
 }
 
+/// The MCP listener's Host and Origin guards, for the admin listener: without them a DNS
+/// rebinding page could read `/config` and `/metrics` of a loopback admin listener without a
+/// token and `POST /reload`. A request with an `Origin` is a browser's: refused unless that
+/// origin is in `spec.admin.allowedOrigins`.
+struct AdminGuardMiddleware<Context: RequestContext>: RouterMiddleware {
+    let hosts: Set<String>
+    let origins: Set<String>
+
+    init(admin: GatewayConfig.Admin, security: GatewayConfig.Security) {
+        var hosts = admin.allowedHosts.map { $0.lowercased() }
+        if hosts.isEmpty {
+            let bind = admin.listen.bind.lowercased()
+            if ["0.0.0.0", "::", "[::]", "*"].contains(bind) {
+                hosts = ["*"]
+            } else {
+                hosts = security.effectiveAllowedHosts.map { $0.lowercased() } + [bind.contains(":") && !bind.hasPrefix("[") ? "[\(bind)]" : bind]
+            }
+        }
+        self.hosts = Set(hosts)
+        self.origins = Set(admin.allowedOrigins.map(RequestGuards.normalizeOrigin))
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let host = request.head.authority
+        if !hosts.contains("*"), !hosts.contains(RequestGuards.hostName(host ?? "")) {
+            return Self.refuse("Host '\(host ?? "")' is not served by the admin listener; add it to spec.admin.allowedHosts if it is yours")
+        }
+        if let origin = request.headers[.origin], !origins.contains("*"), !origins.contains(RequestGuards.normalizeOrigin(origin)) {
+            return Self.refuse("Origin '\(origin)' may not call the admin API; add it to spec.admin.allowedOrigins to let that page use it")
+        }
+        return try await next(request, context)
+    }
+
+    static func refuse(_ message: String) -> Response {
+        Response(status: .forbidden, headers: [.contentType: "application/json"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: JSONWriter.bytes(["error": .string(message)]))))
+    }
+}
+
 /// The admin token check: constant-time comparison; health and readiness stay open for probes.
 struct AdminTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String?
@@ -135,12 +175,12 @@ struct AdminTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// The effective config as JSON for `GET /config`, by reflection so that a new setting shows up
-/// without code here; every `Secret` becomes "<redacted>".
+/// without code here; every `Secret` becomes "<redacted>", and URLs lose userinfo and query values.
 enum ConfigDump {
     static func json(_ value: Any) -> JSONValue {
         if value is Secret { return "<redacted>" }
         switch value {
-        case let v as String: return .string(v)
+        case let v as String: return .string(DisplayURL.redacted(v))  // credentials in URLs stay hidden
         case let v as Bool: return .bool(v)
         case let v as Int: return .int(v)
         case let v as Double: return .number(v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v))

@@ -116,9 +116,16 @@ final class TLSCertificates: Sendable {
     }
 
     /// Hummingbird's server with TLS, and HTTP/2 when enabled.
-    func serverBuilder() throws -> HTTPServerBuilder {
+    /// Idle connections close after `idleTimeoutSeconds` (`spec.limits`), as on the plaintext front.
+    func serverBuilder(idleTimeoutSeconds: Double) throws -> HTTPServerBuilder {
         let tls = serverConfiguration()
-        return config.http2 ? try .http2Upgrade(tlsConfiguration: tls) : try .tls(.http1(), tlsConfiguration: tls)
+        let idle = TimeAmount.nanoseconds(Int64(idleTimeoutSeconds * 1e9))
+        let http1 = HTTP1Channel.Configuration(idleTimeout: idle)
+        if config.http2 {
+            let configuration = HTTP2UpgradeChannel.Configuration(idleTimeout: .nanoseconds(idle.nanoseconds), streamConfiguration: http1)
+            return try .http2Upgrade(tlsConfiguration: tls, configuration: configuration)
+        }
+        return try .tls(.http1(configuration: http1), tlsConfiguration: tls)
     }
 }
 

@@ -102,7 +102,7 @@ final class AuditLog: Sendable {
                     let rotated = stat(path, &st) != 0 || UInt64(st.st_ino) != state.inode
                     if state.fd < 0 || rotated {
                         if state.fd >= 0 { close(state.fd) }
-                        state.fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+                        state.fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)  // like the store: the log names callers
                         var opened = stat()
                         if state.fd >= 0, fstat(state.fd, &opened) == 0 { state.inode = UInt64(opened.st_ino) }
                         if state.fd < 0 { logger.error("cannot open the decision log", metadata: ["path": "\(path)", "errno": "\(errno)"]) }
