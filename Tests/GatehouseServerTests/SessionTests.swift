@@ -67,6 +67,35 @@ struct SessionTests {
         #expect(store.wasEnded("s4"))
     }
 
+    @Test("one caller over maxPerCaller loses its longest idle session; busy sessions are never taken; other callers are unaffected")
+    func perCallerLimit() async throws {
+        let store = SessionStore(maxSessions: 10, maxPerCaller: 2)
+        let first = session("first"), second = session("second"), third = session("third")
+        #expect(store.insert(first, caller: "alice").evictedID == .some(nil))
+        try await Task.sleep(for: .milliseconds(5))
+        #expect(store.insert(second, caller: "alice").evictedID == .some(nil))
+        second.touch()
+        // "first" is the longest idle: it goes, "third" comes in.
+        #expect(store.insert(third, caller: "alice").evictedID == .some("first"))
+        #expect(store.get("first") == nil && store.wasEnded("first"))
+        #expect(store.count(caller: "alice") == 2)
+        // Bob is not affected by Alice's limit.
+        #expect(store.insert(session("bob-1"), caller: "bob").evictedID == .some(nil))
+        #expect(store.count(caller: "bob") == 1)
+        // When every session of the caller is busy, the new one is refused instead.
+        second.beginRequest()
+        third.beginRequest()
+        guard case .callerFull = store.insert(session("fourth"), caller: "alice") else {
+            Issue.record("a caller whose sessions are all busy must be refused")
+            return
+        }
+        second.endRequest()
+        third.endRequest()
+        // Removing a session frees its caller's slot.
+        _ = store.remove("second")
+        #expect(store.insert(session("fifth"), caller: "alice").evictedID == .some(nil))
+    }
+
     @Test("server-to-client request ids are unique per session and route answers back")
     func outboundIDs() throws {
         let s = session()
@@ -91,5 +120,21 @@ struct SessionTests {
         #expect(honoured.matches(.notification(method: "notifications/resources/updated", params: ["uri": "a://b"])))
         #expect(!honoured.matches(.notification(method: "notifications/resources/updated", params: ["uri": "a://c"])))
         #expect(!honoured.matches(.notification(method: "notifications/progress", params: nil)))
+    }
+}
+
+extension SessionStore {
+    /// Inserts for one test caller; true when inserted.
+    func insert(_ session: DownstreamSession) -> Bool {
+        if case .inserted = insert(session, caller: "test") { return true }
+        return false
+    }
+}
+
+extension SessionStore.Insertion {
+    /// nil: not inserted; .some(nil): inserted without evicting; .some(id): inserted, `id` evicted.
+    var evictedID: String?? {
+        guard case .inserted(let evicted) = self else { return nil }
+        return .some(evicted?.id)
     }
 }

@@ -165,7 +165,10 @@ class Proc:
         self._log.close()
 
 
-def wait_http_200(proc: Proc, url: str, timeout: float = READY_TIMEOUT, context: str = "") -> None:
+def wait_http_200(proc: Proc, url: str, timeout: float = READY_TIMEOUT, context: str = "", every_server: bool = False) -> None:
+    """Until `url` answers 200. With `every_server` (a /readyz URL): until every server it lists
+    is ready, not only one per endpoint — a federated endpoint is ready when one server is, and a
+    test that lists every server's tools must not start before the others have connected."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     with httpx2.Client(timeout=1.0, trust_env=False) as http:
@@ -174,7 +177,12 @@ def wait_http_200(proc: Proc, url: str, timeout: float = READY_TIMEOUT, context:
                 break
             try:
                 response = http.get(url)
-                if response.status_code == 200:
+                if response.status_code == 200 and every_server:
+                    servers = response.json().get("servers", {})
+                    if all(state == "ready" for state in servers.values()):
+                        return
+                    last = f"HTTP 200 but not every server is ready: {servers}"
+                elif response.status_code == 200:
                     return
                 last = f"HTTP {response.status_code}: {response.text[:300]}"
             except httpx2.HTTPError as error:

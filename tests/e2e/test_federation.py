@@ -80,7 +80,7 @@ def start_gateway(log_dir: Path, name: str, config_path: Path, port: int) -> Pro
     require_binary(GATEHOUSE_BIN, "gatehouse")
     proc = Proc(name, [str(GATEHOUSE_BIN), "serve", "--config", str(config_path), "--port", str(port)], log_dir)
     try:
-        wait_http_200(proc, f"http://127.0.0.1:{port}/readyz", context=config_path.read_text())
+        wait_http_200(proc, f"http://127.0.0.1:{port}/readyz", context=config_path.read_text(), every_server=True)
     except BaseException:
         proc.stop()
         raise
