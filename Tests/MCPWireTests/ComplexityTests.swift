@@ -1,0 +1,104 @@
+import Testing
+@testable import MCPWire
+
+/// The cost of `work(input(n))` grows about linearly: the best of a few runs at size 2n takes at
+/// most `factor` times the best at size n. A shape check with a wide margin (quadratic work
+/// would be ~4×), not a speed target.
+func linearRatio<Input>(_ n: Int, input: (Int) -> Input, _ work: (Input) throws -> Void) rethrows -> Double {
+    func best(_ size: Int) throws -> Double {
+        let value = input(size)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let start = ContinuousClock.now
+            try work(value)
+            let elapsed = ContinuousClock.now - start
+            best = min(best, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
+        return best
+    }
+    _ = try best(n / 4)
+    return try best(2 * n) / max(try best(n), 1e-9)
+}
+
+@Suite("Parsers and rewriters cost time linear in their input")
+struct ComplexityTests {
+    static func object(_ keys: Int) -> [UInt8] {
+        var text = "{"
+        for i in 0..<keys { text += (i == 0 ? "" : ",") + "\"k\(i)\":\(i)" }
+        return Array((text + "}").utf8)
+    }
+
+    @Test("an object of 2n keys parses in about twice the time of n (it was quadratic)")
+    func objectKeys() throws {
+        let ratio = try linearRatio(20_000, input: Self.object) { bytes in _ = try JSONParser.parse(bytes) }
+        #expect(ratio < 3.2, "2n keys cost \(ratio)× n keys")
+    }
+
+    @Test("repeated keys in a large object: the last value wins, the first position stays, lookups hash")
+    func repeatedKeysInLargeObjects() throws {
+        var text = "{"
+        for i in 0..<100 { text += "\"k\(i)\":\(i)," }
+        text += "\"k5\":\"again\"}"
+        let document = try JSONParser.parseDocument(Array(text.utf8))
+        let object = try #require(document.value.objectValue)
+        #expect(object.count == 100)
+        #expect(object["k5"] == "again")
+        #expect(object.entries[5].key == "k5")
+        #expect(!document.verbatim)
+    }
+
+    @Test("building a large object key by key is linear; removing keeps lookups right")
+    func buildAndRemove() {
+        let ratio = linearRatio(20_000, input: { $0 }) { n in
+            var object = JSONObject()
+            for i in 0..<n { object["k\(i)"] = .int(i) }
+            _ = object["k\(n / 2)"]
+        }
+        #expect(ratio < 3.2, "\(ratio)")
+        var object = JSONObject()
+        for i in 0..<40 { object["k\(i)"] = .int(i) }
+        object["k3"] = nil
+        #expect(object["k3"] == nil && object["k4"] == .int(4) && object["k39"] == .int(39) && object.count == 39)
+        object["k3"] = "back"
+        #expect(object.entries.last?.key == "k3" && object["k3"] == "back")
+        let literal: JSONObject = ["a": 1, "a": 2]  // a literal with a repeated key reads the first, like a scan
+        #expect(literal["a"] == 1)
+    }
+
+    @Test("writing is linear in the value's size")
+    func writer() throws {
+        let ratio = try linearRatio(20_000, input: { try! JSONParser.parse(Self.object($0)) }) { value in _ = JSONWriter.bytes(value) }
+        #expect(ratio < 3.2, "\(ratio)")
+    }
+
+    @Test("SSE parsing is linear in the stream's size, whole or in small parts")
+    func sse() throws {
+        func stream(_ events: Int) -> [UInt8] {
+            Array(String(repeating: "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n", count: events).utf8)
+        }
+        let whole = try linearRatio(5_000, input: stream) { bytes in
+            var parser = SSEParser()
+            _ = try parser.feed(bytes)
+        }
+        #expect(whole < 3.2, "\(whole)")
+        let parts = try linearRatio(5_000, input: stream) { bytes in
+            var parser = SSEParser()
+            var index = 0
+            while index < bytes.count {
+                _ = try parser.feed(bytes[index..<min(index + 7, bytes.count)])
+                index += 7
+            }
+        }
+        #expect(parts < 3.2, "\(parts)")
+        // One long data line arriving in small parts (a line buffer that rescans would be quadratic).
+        let line = try linearRatio(50_000, input: { Array(("data: " + String(repeating: "a", count: $0) + "\n\n").utf8) }) { bytes in
+            var parser = SSEParser()
+            var index = 0
+            while index < bytes.count {
+                _ = try parser.feed(bytes[index..<min(index + 64, bytes.count)])
+                index += 64
+            }
+        }
+        #expect(line < 3.2, "\(line)")
+    }
+}
