@@ -91,7 +91,7 @@ final class ConnectionDeadlines {
     var reading = Reading.none
     /// Requests whose answer has not ended.
     var inFlight = 0
-    var lastActivity = NIODeadline.now()
+    var lastActivity = NIODeadline.uptimeNanoseconds(0)
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -119,7 +119,7 @@ final class ConnectionReadActivity: ChannelInboundHandler, RemovableChannelHandl
     init(_ deadlines: ConnectionDeadlines) { self.deadlines = deadlines }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .none = deadlines.reading { deadlines.reading = .head(since: .now()) }
+        if case .none = deadlines.reading { deadlines.reading = .head(since: context.eventLoop.now) }
         context.fireChannelRead(data)
     }
 }
@@ -140,7 +140,10 @@ final class ConnectionDeadlineHandler: ChannelDuplexHandler, RemovableChannelHan
 
     init(_ deadlines: ConnectionDeadlines) { self.deadlines = deadlines }
 
-    func handlerAdded(context: ChannelHandlerContext) { schedule(context: context) }
+    func handlerAdded(context: ChannelHandlerContext) {
+        deadlines.lastActivity = context.eventLoop.now
+        schedule(context: context)
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
@@ -152,7 +155,7 @@ final class ConnectionDeadlineHandler: ChannelDuplexHandler, RemovableChannelHan
         timer = context.eventLoop.scheduleTask(in: deadlines.limits.tick) {
             let (handler, context) = loopBound.value
             guard handler.timer != nil else { return }
-            if handler.deadlines.expired(now: .now()) {
+            if handler.deadlines.expired(now: context.eventLoop.now) {
                 handler.timer = nil
                 context.close(promise: nil)
             } else {
@@ -165,7 +168,7 @@ final class ConnectionDeadlineHandler: ChannelDuplexHandler, RemovableChannelHan
         switch unwrapInboundIn(data) {
         case .head(var head):
             deadlines.inFlight += 1
-            deadlines.reading = .body(since: .now())
+            deadlines.reading = .body(since: context.eventLoop.now)
             if let authority = Self.absoluteFormAuthority(head.uri) {
                 head.headers.replaceOrAdd(name: "Host", value: authority)
                 context.fireChannelRead(wrapInboundOut(.head(head)))
@@ -175,7 +178,7 @@ final class ConnectionDeadlineHandler: ChannelDuplexHandler, RemovableChannelHan
             break
         case .end:
             deadlines.reading = .none
-            deadlines.lastActivity = .now()
+            deadlines.lastActivity = context.eventLoop.now
         }
         context.fireChannelRead(data)
     }
@@ -195,7 +198,7 @@ final class ConnectionDeadlineHandler: ChannelDuplexHandler, RemovableChannelHan
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
             deadlines.inFlight -= 1
-            deadlines.lastActivity = .now()
+            deadlines.lastActivity = context.eventLoop.now
         }
         context.write(data, promise: promise)
     }

@@ -1,23 +1,24 @@
 import Testing
 @testable import MCPWire
 
-/// The cost of `work(input(n))` grows about linearly: the best of a few runs at size 2n takes at
-/// most `factor` times the best at size n. A shape check with a wide margin (quadratic work
-/// would be ~4×), not a speed target.
+/// The cost of `work(input(n))` grows about linearly: returns time(2n) / time(n), quadratic
+/// work giving ~4. Runs of both sizes alternate and the best of each is compared, so load from
+/// other tests running at the same time cancels out. A shape check, not a speed target.
 func linearRatio<Input>(_ n: Int, input: (Int) -> Input, _ work: (Input) throws -> Void) rethrows -> Double {
-    func best(_ size: Int) throws -> Double {
-        let value = input(size)
-        var best = Double.infinity
-        for _ in 0..<5 {
-            let start = ContinuousClock.now
-            try work(value)
-            let elapsed = ContinuousClock.now - start
-            best = min(best, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        }
-        return best
+    let small = input(n), large = input(2 * n)
+    func time(_ value: Input) throws -> Double {
+        let start = ContinuousClock.now
+        try work(value)
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
-    _ = try best(n / 4)
-    return try best(2 * n) / max(try best(n), 1e-9)
+    _ = try time(small)
+    var bestSmall = Double.infinity, bestLarge = Double.infinity
+    for _ in 0..<7 {
+        bestSmall = min(bestSmall, try time(small))
+        bestLarge = min(bestLarge, try time(large))
+    }
+    return bestLarge / max(bestSmall, 1e-9)
 }
 
 @Suite("Parsers and rewriters cost time linear in their input")

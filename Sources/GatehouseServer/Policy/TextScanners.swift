@@ -77,8 +77,10 @@ enum TextScanners {
                 if digits >= 13, q == b.count || !isDigit(b[q]) { best = q }
                 if q + 1 < b.count, b[q] == 0x20 || b[q] == 0x2D, isDigit(b[q + 1]) { q += 1 }
             }
-            if let best, luhn(b[p..<best]) {
-                matches.append(p..<best)
+            // Like the regular expression this replaces, a candidate that fails the check is
+            // skipped whole (its tail is not tried as a shorter number).
+            if let best {
+                if luhn(b[p..<best]) { matches.append(p..<best) }
                 p = best
             } else {
                 p += 1
@@ -133,8 +135,8 @@ enum TextScanners {
                 if isDigit(b[e - 1]), e == b.count || !isDigit(b[e]) { end = e; break }
                 e -= 1
             }
-            if let end, acceptPhone(b[p..<end]) {
-                matches.append(p..<end)
+            if let end {
+                if acceptPhone(b[p..<end]) { matches.append(p..<end) }
                 p = end
             } else {
                 p += 1
