@@ -13,14 +13,19 @@ public struct AuthHTTPRequest: Sendable {
     public var body: [UInt8]
     /// Lowercased names.
     public var headers: [String: String]
+    /// The caller's IP address (the peer, or the client a trusted proxy names): sign-in throttling.
+    public var clientAddress: String?
 
-    public init(method: String, path: String, query: [(String, String)], form: [(String, String)], body: [UInt8], headers: [String: String]) {
+    public init(method: String, path: String, query: [(String, String)], form: [(String, String)], body: [UInt8], headers: [String: String],
+                clientAddress: String? = nil)
+    {
         self.method = method
         self.path = path
         self.query = query
         self.form = form
         self.body = body
         self.headers = headers
+        self.clientAddress = clientAddress
     }
 
     public var cookies: [String: String] {

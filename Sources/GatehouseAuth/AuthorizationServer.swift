@@ -27,6 +27,7 @@ public final class AuthorizationServer: Sendable {
     /// Set when users sign in at an upstream OpenID Connect provider instead of locally.
     let upstreamLogin: UpstreamLogin?
     let secureCookies: Bool
+    let throttle: SignInThrottle
     let logger: Logger
     let now: @Sendable () -> Date
 
@@ -38,6 +39,7 @@ public final class AuthorizationServer: Sendable {
     public init(config: Auth.AuthorizationServer, issuer: String, resources: [String], store: AuthStore, keyRing: KeyRing, fetcher: HTTPClient,
                 logger: Logger, now: @escaping @Sendable () -> Date = { Date() })
     {
+        self.throttle = SignInThrottle()
         self.issuer = issuer
         self.config = config
         self.resources = resources
@@ -115,6 +117,9 @@ public final class AuthorizationServer: Sendable {
         var csrfHash: String
         /// Set once the user signed in at the upstream provider: the page only asks for consent.
         var subject: String? = nil
+        /// The sealed form's single-use nonce and expiry (set by `seal`, read back by `open`).
+        var nonce: String = ""
+        var expiresAt: Int64 = 0
     }
 
     private func authorizePage(_ request: AuthHTTPRequest) async -> AuthHTTPResponse {
@@ -182,6 +187,17 @@ public final class AuthorizationServer: Sendable {
         else {
             return page(status: 403, title: "Request refused", message: "The form was not sent from the sign-in page in this browser (CSRF check failed). Start again from your application.")
         }
+        // Each sealed form is good for one submission, on any replica: a replayed form (from a
+        // history, a log, a shared machine) gets nothing. A failed sign-in answers a fresh form.
+        let claimed: Bool
+        do { claimed = try await store.claimForm(hash: AuthCrypto.hash(pending.nonce), expiresAt: pending.expiresAt, now: nowSeconds) } catch {
+            logger.error("cannot record a sign-in form", metadata: ["error": "\(error)"])
+            return page(status: 503, title: "Unavailable", message: "The sign-in service cannot reach its storage. Try again in a moment.")
+        }
+        guard claimed else {
+            return page(status: 400, title: "Sign-in form already used",
+                        message: "This sign-in form was already submitted. Start again from your application to get a new one.")
+        }
         if form.value("decision") != "allow" {
             return .redirect(redirectLocation(pending.redirectURI, ["error": "access_denied", "error_description": "the user denied access", "state": pending.state, "iss": issuer]))
         }
@@ -192,14 +208,11 @@ public final class AuthorizationServer: Sendable {
             return page(status: 400, title: "Sign-in required", message: "Users sign in at the identity provider here. Start again from your application.")
         } else {
             username = form.value("username") ?? ""
-        }
-        let password = form.value("password") ?? ""
-        let known = users[username]
-        let valid = pending.subject != nil || (PasswordHash.verify(password, against: known ?? PasswordHash.decoy) && known != nil)
-        guard valid else {
-            logger.notice("sign-in failed", metadata: ["client_id": "\(pending.clientID)"])
-            let client = (try? await clients.client(pending.clientID)) ?? OAuthClient(id: pending.clientID, redirectURIs: [], grantTypes: [], scopes: [], origin: .registered)
-            return loginPage(client: client, pending: pending, sealed: sealed, csrf: csrf, error: "Wrong username or password.", status: 401)
+            if let refusal = await checkPassword(username: username, password: form.value("password") ?? "", pending: pending, csrf: csrf,
+                                                 clientAddress: request.clientAddress)
+            {
+                return refusal
+            }
         }
         let current = nowSeconds
         let grant = AuthStore.GrantRecord(grantID: AuthCrypto.randomToken(bytes: 16), clientID: pending.clientID, subject: username, kind: "user",
@@ -218,17 +231,89 @@ public final class AuthorizationServer: Sendable {
         return .redirect(redirectLocation(pending.redirectURI, ["code": code, "state": pending.state, "iss": issuer]))
     }
 
-    func allowedScopes(_ client: OAuthClient) -> [String] {
-        client.scopes.isEmpty ? config.scopes : client.scopes.filter(config.scopes.contains)
+    /// Checks a local user's password under the sign-in throttle; nil when signed in, else the
+    /// page to answer (the form again, fresh, with the reason).
+    private func checkPassword(username: String, password: String, pending: Pending, csrf: String, clientAddress: String?) async -> AuthHTTPResponse? {
+        let keys = throttle.keys(username: username, clientAddress: clientAddress)
+        func again(_ status: Int, _ error: String, retryAfter: Int64? = nil) async -> AuthHTTPResponse {
+            let client = (try? await clients.client(pending.clientID))
+                ?? OAuthClient(id: pending.clientID, redirectURIs: [], grantTypes: [], scopes: [], origin: .registered)
+            guard let fresh = seal(pending) else { return page(status: 503, title: "Unavailable", message: "The sign-in service is not ready; try again.") }
+            var response = loginPage(client: client, pending: pending, sealed: fresh, csrf: csrf, error: error, status: status)
+            if let retryAfter { response.headers.append(("Retry-After", String(retryAfter))) }
+            return response
+        }
+        func locked(_ wait: Int64) async -> AuthHTTPResponse {
+            await again(429, "Too many failed sign-in attempts. Wait \(Self.duration(wait)) before trying again.", retryAfter: wait)
+        }
+        // Count the attempt under each key before checking the password; a locked key refuses
+        // it (and the keys counted so far take it back).
+        let current = nowSeconds
+        var counted: [(key: String, attempt: AuthStore.SignInAttempt)] = []
+        do {
+            for key in keys.all {
+                let attempt = try await store.beginSignInAttempt(key: key, now: current, resetAfter: throttle.resetAfter)
+                if attempt.lockedUntil > current {
+                    for earlier in counted { try? await store.forgiveSignInAttempt(key: earlier.key) }
+                    logger.notice("sign-in refused: too many failures", metadata: ["client_id": "\(pending.clientID)"])
+                    return await locked(attempt.lockedUntil - current)
+                }
+                counted.append((key, attempt))
+            }
+            // The attempt that reaches a limit locks its key now, so concurrent guesses stop
+            // here; a success below takes the account's lock away again.
+            for (key, attempt) in counted {
+                let delay = throttle.delay(attempt: attempt.number, free: throttle.freeFailures(key))
+                if delay > 0 { try await store.lockSignIn(key: key, until: current + delay) }
+            }
+        } catch {
+            logger.error("cannot count a sign-in attempt", metadata: ["error": "\(error)"])
+            return page(status: 503, title: "Unavailable", message: "The sign-in service cannot reach its storage. Try again in a moment.")
+        }
+        let known = users[username]
+        if PasswordHash.verify(password, against: known ?? PasswordHash.decoy), known != nil {
+            try? await store.clearSignInAttempts(key: keys.account)
+            if let address = counted.first(where: { $0.key == keys.address }) {
+                let delay = throttle.delay(attempt: address.attempt.number, free: throttle.freeFailures(address.key))
+                try? await store.forgiveSignInAttempt(key: address.key, lockedUntil: delay > 0 ? current + delay : nil)
+            }
+            return nil
+        }
+        logger.notice("sign-in failed", metadata: ["client_id": "\(pending.clientID)"])
+        let wait = counted.map { throttle.delay(attempt: $0.attempt.number, free: throttle.freeFailures($0.key)) }.max() ?? 0
+        if wait > 0 { return await locked(wait) }
+        return await again(401, "Wrong username or password.")
     }
 
-    /// The scope to grant: the request's (each offered to the client), or all offered scopes.
+    static func duration(_ seconds: Int64) -> String {
+        seconds < 120 ? "\(seconds) seconds" : "\((seconds + 59) / 60) minutes"
+    }
+
+    /// The scopes a client may get: its own (already capped at lookup), each offered here.
+    func allowedScopes(_ client: OAuthClient) -> [String] {
+        client.scopes.filter(config.scopes.contains)
+    }
+
+    /// The scope to grant: the request's (each allowed to the client), or all it is allowed.
+    /// Nil when that is not allowed, or would be empty.
     func grantedScope(_ requested: String?, client: OAuthClient) -> String? {
         let allowed = allowedScopes(client)
-        guard let requested, !requested.trimmingCharacters(in: .whitespaces).isEmpty else { return allowed.joined(separator: " ") }
+        guard let requested, !requested.trimmingCharacters(in: .whitespaces).isEmpty else {
+            return allowed.isEmpty ? nil : allowed.joined(separator: " ")
+        }
         let wanted = requested.split(separator: " ").map(String.init)
         guard wanted.allSatisfy(allowed.contains) else { return nil }
         return wanted.joined(separator: " ")
+    }
+
+    /// RFC 8707 at the token endpoint: the audience of the token to mint from a grant — the
+    /// requested resource when it is one of the grant's (a narrower token), else all of them
+    /// that the gateway still serves. Nil when the request names another resource.
+    func audience(_ requested: String?, grant: AuthStore.GrantRecord) -> String? {
+        let granted = grant.resource.split(separator: " ").map(String.init).filter(resources.contains)
+        guard let requested, !requested.isEmpty else { return granted.isEmpty ? nil : granted.joined(separator: " ") }
+        let normalized = requested.hasSuffix("/") ? String(requested.dropLast()) : requested
+        return granted.first { $0 == requested || $0 == normalized }
     }
 
     /// RFC 8707: the requested resource, or every protected endpoint of the gateway.
@@ -253,7 +338,7 @@ public final class AuthorizationServer: Sendable {
         var claims: JSONObject = [
             "typ": "gatehouse-authz", "iss": .string(issuer), "client_id": .string(pending.clientID), "redirect_uri": .string(pending.redirectURI),
             "challenge": .string(pending.challenge), "scope": .string(pending.scope), "resource": .string(pending.resource),
-            "csrf": .string(pending.csrfHash), "exp": .int(Int(nowSeconds) + 600),
+            "csrf": .string(pending.csrfHash), "exp": .int(Int(nowSeconds) + 600), "jti": .string(AuthCrypto.randomToken(bytes: 16)),
         ]
         if let state = pending.state { claims["state"] = .string(state) }
         if let subject = pending.subject { claims["subject"] = .string(subject) }
@@ -267,10 +352,11 @@ public final class AuthorizationServer: Sendable {
         let c = jwt.claims
         guard c["typ"]?.stringValue == "gatehouse-authz", c["iss"]?.stringValue == issuer, let exp = c["exp"]?.intValue, Int64(exp) > nowSeconds,
               let clientID = c["client_id"]?.stringValue, let redirect = c["redirect_uri"]?.stringValue, let challenge = c["challenge"]?.stringValue,
-              let scope = c["scope"]?.stringValue, let resource = c["resource"]?.stringValue, let csrf = c["csrf"]?.stringValue
+              let scope = c["scope"]?.stringValue, let resource = c["resource"]?.stringValue, let csrf = c["csrf"]?.stringValue,
+              let nonce = c["jti"]?.stringValue, !nonce.isEmpty
         else { return nil }
         return Pending(clientID: clientID, redirectURI: redirect, state: c["state"]?.stringValue, challenge: challenge, scope: scope, resource: resource,
-                       csrfHash: csrf, subject: c["subject"]?.stringValue)
+                       csrfHash: csrf, subject: c["subject"]?.stringValue, nonce: nonce, expiresAt: Int64(exp))
     }
 
     // MARK: Sign-in at an upstream OpenID Connect provider
@@ -428,15 +514,20 @@ public final class AuthorizationServer: Sendable {
             guard verifier.utf8.count >= 43, verifier.utf8.count <= 128, AuthCrypto.equal(AuthCrypto.pkceChallenge(verifier), record.challenge) else {
                 return .oauthError(400, "invalid_grant", "the code_verifier does not match the code_challenge")
             }
-            if let resource = form.value("resource"), !grant.resource.split(separator: " ").contains(where: { $0 == resource || $0 + "/" == resource }) {
-                return .oauthError(400, "invalid_target", "the resource was not part of the authorization request")
+            guard let audience = audience(form.value("resource"), grant: grant) else {
+                return .oauthError(400, "invalid_target", "the resource was not part of the authorization request; ask for one of: \(grant.resource)")
             }
-            return await issue(grant: grant, client: client, withRefresh: client.grantTypes.contains("refresh_token"))
+            var minted = grant
+            minted.resource = audience
+            return await issue(grant: minted, client: client, withRefresh: client.grantTypes.contains("refresh_token"))
         }
     }
 
     private func refresh(_ request: AuthHTTPRequest, client: OAuthClient) async -> AuthHTTPResponse {
         guard let token = request.form.value("refresh_token") else { return .oauthError(400, "invalid_request", "refresh_token is required") }
+        guard client.grantTypes.contains("refresh_token") else {
+            return .oauthError(400, "unauthorized_client", "this client may not use the refresh_token grant; start a new authorization instead")
+        }
         let current = nowSeconds
         let outcome: AuthStore.RefreshOutcome
         do { outcome = try await store.useRefreshToken(hash: AuthCrypto.hash(token), now: current) } catch { return unavailable(error) }
@@ -459,19 +550,36 @@ public final class AuthorizationServer: Sendable {
                 try? await store.revokeGrant(grantID, now: current)
                 return .oauthError(400, "invalid_grant", "the refresh token was issued to another client")
             }
-            if let scope = request.form.value("scope") {
-                let granted = grant.scope.split(separator: " ")
-                let wanted = scope.split(separator: " ")
-                guard wanted.allSatisfy(granted.contains) else { return .oauthError(400, "invalid_scope", "a refresh cannot widen the granted scope") }
-                grant.scope = wanted.joined(separator: " ")
+            // Never more than the grant, and never more than the client is allowed today (its
+            // configured scopes may have shrunk since the user consented).
+            let allowed = allowedScopes(client)
+            let granted = grant.scope.split(separator: " ").map(String.init).filter(allowed.contains)
+            var scope = granted
+            if let requested = request.form.value("scope"), !requested.trimmingCharacters(in: .whitespaces).isEmpty {
+                let wanted = requested.split(separator: " ").map(String.init)
+                guard wanted.allSatisfy(granted.contains) else {
+                    return .oauthError(400, "invalid_scope", "a refresh cannot widen the granted scope; ask for some of: \(granted.joined(separator: " "))")
+                }
+                scope = wanted
             }
+            guard !scope.isEmpty else {
+                return .oauthError(400, "invalid_scope", "none of the granted scopes is still allowed to this client; start a new authorization")
+            }
+            guard let audience = audience(request.form.value("resource"), grant: grant) else {
+                return .oauthError(400, "invalid_target", "the resource was not part of the authorization; ask for one of: \(grant.resource)")
+            }
+            grant.scope = scope.joined(separator: " ")
+            grant.resource = audience
             return await issue(grant: grant, client: client, withRefresh: true)
         }
     }
 
     private func clientCredentials(_ request: AuthHTTPRequest, client: OAuthClient) async -> AuthHTTPResponse {
-        guard client.isConfidential, client.grantTypes.contains("client_credentials") else {
-            return .oauthError(400, "unauthorized_client", "this client may not use client_credentials (only confidential clients configured for it)")
+        // grantTypes was decided at lookup: only configured clients and clients registered with
+        // the initial access token keep client_credentials.
+        guard client.isConfidential, client.grantTypes.contains("client_credentials"), client.origin != .metadataDocument else {
+            return .oauthError(400, "unauthorized_client",
+                               "this client may not use client_credentials (only confidential clients configured for it, or registered with the initial access token)")
         }
         guard let scope = grantedScope(request.form.value("scope"), client: client) else {
             return .oauthError(400, "invalid_scope", "the requested scope is not offered to this client; offered: \(allowedScopes(client).joined(separator: " "))")
@@ -544,6 +652,9 @@ public final class AuthorizationServer: Sendable {
 
     private func register(_ request: AuthHTTPRequest) async -> AuthHTTPResponse {
         guard config.registration.dynamic else { return .oauthError(403, "access_denied", "dynamic client registration is disabled here") }
+        // With the operator's initial access token (required when configured), a registration
+        // is approved: it may ask for client_credentials. Without it, clients act only for users.
+        let approved = config.registration.initialAccessToken != nil
         if let expected = config.registration.initialAccessToken?.value {
             let header = request.headers["authorization"] ?? ""
             guard header.hasPrefix("Bearer "), AuthCrypto.equal(String(header.dropFirst(7)), expected) else {
@@ -563,6 +674,15 @@ public final class AuthorizationServer: Sendable {
         for grant in grantTypes where !["authorization_code", "refresh_token", "client_credentials"].contains(grant) {
             return .oauthError(400, "invalid_client_metadata", "grant type '\(grant)' is not supported (implicit and password grants are not offered)")
         }
+        if !approved, let grant = grantTypes.first(where: { !OAuthClients.selfServiceGrants.contains($0) }) {
+            return .oauthError(400, "invalid_client_metadata",
+                               "grant type '\(grant)' cannot be self-registered: clients registered without an initial access token may only use "
+                                   + "authorization_code and refresh_token. Ask the operator to configure the client "
+                                   + "(spec.auth.authorizationServer.clients) or to issue an initial access token (registration.initialAccessToken)")
+        }
+        guard grantTypes.contains("authorization_code") || grantTypes.contains("client_credentials") else {
+            return .oauthError(400, "invalid_client_metadata", "grant_types must include authorization_code (or, with the initial access token, client_credentials)")
+        }
         if grantTypes.contains("client_credentials"), method == "none" {
             return .oauthError(400, "invalid_client_metadata", "client_credentials needs a confidential client")
         }
@@ -578,6 +698,9 @@ public final class AuthorizationServer: Sendable {
         if let scope = metadata["scope"]?.stringValue, !scope.split(separator: " ").allSatisfy({ config.scopes.contains(String($0)) }) {
             return .oauthError(400, "invalid_client_metadata", "scope may only name offered scopes: \(config.scopes.joined(separator: " "))")
         }
+        if metadata["scope"] != nil, metadata["scope"]?.stringValue == nil {
+            return .oauthError(400, "invalid_client_metadata", "scope must be a string of space-separated scopes")
+        }
         let clientID = AuthCrypto.randomToken(bytes: 16)
         let secret = method == "none" ? nil : AuthCrypto.randomToken()
         var stored: JSONObject = ["redirect_uris": .array(redirects.map(JSONValue.string)), "grant_types": .array(grantTypes.map(JSONValue.string)),
@@ -585,8 +708,10 @@ public final class AuthorizationServer: Sendable {
         if let name = metadata["client_name"]?.stringValue { stored["client_name"] = .string(String(name.prefix(200))) }
         if let scope = metadata["scope"]?.stringValue { stored["scope"] = .string(scope) }
         let current = nowSeconds
+        var record = stored
+        if approved { record[OAuthClients.approvedMarker] = true }
         do {
-            try await store.insertClient(.init(clientID: clientID, secretHash: secret.map(AuthCrypto.hash), metadata: JSONWriter.string(.object(stored)),
+            try await store.insertClient(.init(clientID: clientID, secretHash: secret.map(AuthCrypto.hash), metadata: JSONWriter.string(.object(record)),
                                                createdAt: current))
         } catch { return unavailable(error) }
         var answer = stored

@@ -25,15 +25,29 @@ public enum VerificationKey: Sendable {
         }
     }
 
+    /// Verifies a JWS signature. Its length must be exactly the algorithm's (RS256: the
+    /// modulus length, RFC 7518 §3.3; ES256: 64 bytes R || S, §3.4; EdDSA: 64 bytes, RFC 8037)
+    /// — no DER, no leading zeros dropped or added.
+    ///
+    /// ES256 and high S: a signature (r, s) and (r, n − s) both verify, and this accepts both.
+    /// RFC 7515/7518 do not require low-S, and issuers that sign with generic ECDSA (cloud KMS,
+    /// HSMs, Java, OpenSSL) do not normalize S, so refusing high S would refuse valid tokens of
+    /// real identity providers. The malleability gives an attacker nothing here: a second
+    /// encoding of a signature signs the same header and claims, and nothing in Gatehouse uses
+    /// a token's signature bytes as an identifier (revocation goes by `gid`/`jti` and grants,
+    /// the validated-token cache only saves work). r and s must still be in [1, n − 1]
+    /// (BoringSSL checks).
     public func isValid(signature: Data, for input: Data, algorithm: JWSAlgorithm) -> Bool {
         guard verifies(algorithm) else { return false }
         switch self {
         case .rsa(let key):
+            guard signature.count == (key.keySizeInBits + 7) / 8 else { return false }
             return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .insecurePKCS1v1_5)
         case .p256(let key):
-            guard let sig = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
+            guard signature.count == 64, let sig = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
             return key.isValidSignature(sig, for: input)
         case .ed25519(let key):
+            guard signature.count == 64 else { return false }
             return key.isValidSignature(signature, for: input)
         }
     }
@@ -150,14 +164,39 @@ public struct JWT: Sendable {
         guard token.utf8.count <= maxLength else { throw .malformed("longer than \(maxLength) bytes") }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw .malformed("a JWT has three dot-separated parts") }
-        guard let headerBytes = Base64URL.decode(String(parts[0])), let payloadBytes = Base64URL.decode(String(parts[1])),
-              let signature = Base64URL.decode(String(parts[2]))
-        else { throw .malformed("a part is not base64url") }
+        guard let headerBytes = strictBase64URL(parts[0]), let payloadBytes = strictBase64URL(parts[1]), let signature = strictBase64URL(parts[2])
+        else { throw .malformed("a part is not base64url without padding") }
         guard let header = (try? JSONParser.parse(headerBytes, maxDepth: 8))?.objectValue else { throw .malformed("the header is not a JSON object") }
         guard let claims = (try? JSONParser.parse(payloadBytes, maxDepth: 16))?.objectValue else { throw .malformed("the payload is not a JSON object") }
         if header["crit"] != nil { throw .malformed("critical header parameters are not supported") }
         let input = Data(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
         return JWT(header: header, claims: claims, signingInput: input, signature: signature)
+    }
+
+    /// RFC 7515 §2 base64url: only `A-Z a-z 0-9 - _`, no `=` padding, no whitespace, and the
+    /// canonical encoding (unused bits of the last character zero, RFC 4648 §3.5), so one
+    /// token has exactly one spelling. Anything else is nil.
+    static func strictBase64URL(_ text: Substring) -> Data? {
+        let bytes = Array(text.utf8)
+        guard bytes.count % 4 != 1 else { return nil }
+        var last: UInt8 = 0
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): last = byte - UInt8(ascii: "A")
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): last = byte - UInt8(ascii: "a") + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): last = byte - UInt8(ascii: "0") + 52
+            case UInt8(ascii: "-"): last = 62
+            case UInt8(ascii: "_"): last = 63
+            default: return nil
+            }
+        }
+        // 2 characters carry 1 byte (4 spare bits), 3 carry 2 (2 spare bits).
+        switch bytes.count % 4 {
+        case 2: if last & 0x0f != 0 { return nil }
+        case 3: if last & 0x03 != 0 { return nil }
+        default: break
+        }
+        return Base64URL.decode(String(text))
     }
 
     /// Signs claims with ES256 (the embedded authorization server's tokens).

@@ -52,12 +52,13 @@ struct GatewayAuth: Sendable {
     /// Adds the metadata and authorization-server routes.
     func addRoutes(to router: Router<GatewayRequestContext>, config: GatewayConfig, guards: RequestGuards, logger: Logger) {
         guard let authorizationServer else { return }
+        let trustedProxies = config.policy?.pipeline?.trustedProxies ?? []
         for path in AuthorizationServer.paths {
             let handler: @Sendable (Request, GatewayRequestContext) async -> Response = { request, context in
                 if let refusal = guards.check(host: request.head.authority, origin: nil) {
                     return HTTPResponses.error(status: .forbidden, id: nil, code: JSONRPCErrorCode.invalidRequest, message: refusal.message)
                 }
-                return await Self.serve(request, path: path, server: authorizationServer, context: context)
+                return await Self.serve(request, path: path, server: authorizationServer, context: context, trustedProxies: trustedProxies)
             }
             router.get(RouterPath(stringLiteral: path), use: handler)
             router.post(RouterPath(stringLiteral: path), use: handler)
@@ -78,7 +79,9 @@ struct GatewayAuth: Sendable {
     }
 
     /// Hummingbird → the authorization server's framework-free request, and back.
-    static func serve(_ request: Request, path: String, server: AuthorizationServer, context: GatewayRequestContext) async -> Response {
+    static func serve(_ request: Request, path: String, server: AuthorizationServer, context: GatewayRequestContext,
+                      trustedProxies: [CIDR] = []) async -> Response
+    {
         var headers: [String: String] = [:]
         for field in request.headers {
             let name = field.name.canonicalName
@@ -99,7 +102,10 @@ struct GatewayAuth: Sendable {
         let isForm = (headers["content-type"] ?? "").lowercased().hasPrefix("application/x-www-form-urlencoded")
         let form = isForm ? AuthHTTPRequest.parseForm(String(decoding: body, as: UTF8.self)) : []
         let query = request.uri.query.map(AuthHTTPRequest.parseForm) ?? []
-        let answer = await server.handle(AuthHTTPRequest(method: request.method.rawValue, path: path, query: query, form: form, body: body, headers: headers))
+        // The client's address for sign-in throttling: X-Forwarded-For only from trusted proxies.
+        let clientAddress = MatchPipeline.clientIP(peer: context.peerAddress, forwardedFor: headers["x-forwarded-for"], trusted: trustedProxies)
+        let answer = await server.handle(AuthHTTPRequest(method: request.method.rawValue, path: path, query: query, form: form, body: body, headers: headers,
+                                                         clientAddress: clientAddress))
         var fields = HTTPFields()
         for (name, value) in answer.headers {
             if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }

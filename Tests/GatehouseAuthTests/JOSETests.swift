@@ -89,8 +89,19 @@ enum Mint {
                       "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "224.0.0.1", "not-an-ip"])
     func internalAddresses(_ address: String) { #expect(NetworkAddress.isInternal(address)) }
 
-    @Test(arguments: ["8.8.8.8", "1.1.1.1", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8"])
+    @Test(arguments: ["8.8.8.8", "1.1.1.1", "172.32.0.1", "2606:4700::1111", "::ffff:8.8.8.8",
+                      "64:ff9b::808:808", "2002:808:808::1", "::8.8.8.8", "::ffff:0:8.8.8.8"])
     func publicAddresses(_ address: String) { #expect(!NetworkAddress.isInternal(address)) }
+
+    /// IPv6 forms that carry an internal IPv4 address (NAT64, 6to4, IPv4-compatible,
+    /// IPv4-translated), Teredo and local-use NAT64 whole, other reserved IPv6 ranges.
+    @Test(arguments: ["64:ff9b::7f00:1", "64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe", "64:ff9b::10.0.0.1", "64:ff9b::c0a8:101",
+                      "2002:7f00:1::", "2002:a9fe:a9fe::1", "2002:0a00:0001:1::1", "2002:c0a8:0101::",
+                      "::127.0.0.1", "::10.0.0.1", "::169.254.169.254", "::7f00:1",
+                      "::ffff:0:127.0.0.1", "::ffff:0:a00:1",
+                      "2001:0:4136:e378:8000:63bf:3fff:fdd2", "64:ff9b:1::808:808", "fec0::1", "100::1", "2001:db8::1",
+                      "240.0.0.1", "255.255.255.255"])
+    func internalAddressesInsideIPv6(_ address: String) { #expect(NetworkAddress.isInternal(address)) }
 
     @Test func resolvesLiterals() {
         #expect(NetworkAddress.resolve("127.0.0.1") == ["127.0.0.1"])

@@ -80,7 +80,8 @@ class Secrets:
     ci_bot_secret: str
 
     def env(self) -> dict[str, str]:
-        return {"GH_E2E_ALICE_HASH": self.alice_hash, "GH_E2E_CI_BOT_SECRET": self.ci_bot_secret}
+        return {"GH_E2E_ALICE_HASH": self.alice_hash, "GH_E2E_CI_BOT_SECRET": self.ci_bot_secret,
+                "GH_E2E_INITIAL_ACCESS_TOKEN": INITIAL_ACCESS_TOKEN}
 
 
 def hash_password(password: str) -> str:
@@ -139,6 +140,7 @@ def start_auth_gateway(
     *,
     allow_private_addresses: bool = False,
     port: int | None = None,
+    registration: dict[str, Any] | None = None,
 ) -> Gateway:
     """Start a gateway; with the same log_dir, name and port again, it reuses the config's SQLite file."""
     require_binary(GATEHOUSE_BIN, "gatehouse")
@@ -164,6 +166,7 @@ def start_auth_gateway(
                 "dynamic": True,
                 "clientMetadataDocuments": True,
                 "allowPrivateAddresses": allow_private_addresses,
+                **(registration or {}),
             },
         },
     }
@@ -918,6 +921,87 @@ async def test_wrong_password_and_deny_issue_no_code(gateway: Gateway, creds: Se
     assert params.get("state") == "d" and params.get("iss") == gateway.base_url, params
 
 
+async def test_sign_in_form_is_single_use(gateway: Gateway, creds: Secrets, http: httpx2.AsyncClient) -> None:
+    client_id = await register_public_client(http, gateway, [CALLBACK])
+    _, challenge = pkce_pair()
+    url = authorize_url(gateway, response_type="code", client_id=client_id, redirect_uri=CALLBACK,
+                        code_challenge=challenge, code_challenge_method="S256", state="once", scope="mcp",
+                        resource=gateway.mcp_url)
+    page = parse_consent_page(await get_page(http, url))
+    params = redirect_params(await submit(http, page, password=creds.alice_password), CALLBACK)
+    assert params.get("code"), params
+    replay = await submit(http, page, password=creds.alice_password)
+    assert replay.status_code == 400 and "location" not in replay.headers, f"a replayed form got: {describe(replay)}"
+    assert "already submitted" in replay.text, describe(replay)
+
+
+async def test_anonymous_registration_cannot_create_a_machine_client(gateway: Gateway, http: httpx2.AsyncClient) -> None:
+    """The reported attack: self-registering a client_credentials client, then minting tokens."""
+    response = await http.post(f"{gateway.base_url}/oauth/register", json={
+        "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"})
+    assert_oauth_error(response, "invalid_client_metadata")
+    body = response.json()
+    assert "client_id" not in body and "client_secret" not in body, body
+    assert "initial access token" in body.get("error_description", ""), body
+    response = await http.post(f"{gateway.base_url}/oauth/register", json={
+        "grant_types": ["authorization_code", "client_credentials"], "redirect_uris": [CALLBACK],
+        "token_endpoint_auth_method": "client_secret_post"})
+    assert_oauth_error(response, "invalid_client_metadata")
+
+
+INITIAL_ACCESS_TOKEN = "e2e-initial-access-token-" + secrets.token_hex(8)
+
+
+async def test_initial_access_token_registers_machine_clients(log_dir: Path, creds: Secrets, upstreams: Upstreams,
+                                                              http: httpx2.AsyncClient) -> None:
+    env_name = "GH_E2E_INITIAL_ACCESS_TOKEN"
+    gw = start_auth_gateway(log_dir, "auth-gateway-iat", creds, upstreams.servers(), ENDPOINTS,
+                            registration={"initialAccessToken": {"valueFrom": {"env": env_name}}})
+    try:
+        body = {"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic", "scope": "mcp"}
+        assert_oauth_error(await http.post(f"{gw.base_url}/oauth/register", json=body), "invalid_token", (401,))
+        response = await http.post(f"{gw.base_url}/oauth/register", json=body,
+                                   headers={"Authorization": f"Bearer {INITIAL_ACCESS_TOKEN}"})
+        assert response.status_code == 201, describe(response)
+        info = response.json()
+        auth = (info["client_id"], info["client_secret"])
+        token = tokens_of(await token_request(http, gw, {"grant_type": "client_credentials", "resource": gw.mcp_url}, auth=auth))
+        assert jwt_claims(token["access_token"])["scope"] == "mcp"
+        await assert_token_works(http, gw.mcp_url, token["access_token"])
+        wider = await token_request(http, gw, {"grant_type": "client_credentials", "scope": "mcp other"}, auth=auth)
+        assert_oauth_error(wider, "invalid_scope")
+    finally:
+        gw.proc.stop()
+
+
+async def test_failed_sign_ins_are_throttled(log_dir: Path, creds: Secrets, upstreams: Upstreams,
+                                             http: httpx2.AsyncClient) -> None:
+    """Five wrong passwords lock the account: 429 with Retry-After, even for the right password."""
+    gw = start_auth_gateway(log_dir, "auth-gateway-throttle", creds, upstreams.servers(), ENDPOINTS)
+    try:
+        client_id = await register_public_client(http, gw, [CALLBACK])
+        _, challenge = pkce_pair()
+        url = authorize_url(gw, response_type="code", client_id=client_id, redirect_uri=CALLBACK,
+                            code_challenge=challenge, code_challenge_method="S256", state="t", scope="mcp",
+                            resource=gw.mcp_url)
+        page = parse_consent_page(await get_page(http, url))
+        for attempt in range(1, 6):
+            response = await submit(http, page, password=f"guess {attempt}")
+            expected = 401 if attempt < 5 else 429
+            assert response.status_code == expected, f"attempt {attempt}: {describe(response)}"
+            assert "location" not in response.headers, describe(response)
+            fresh = FormParser()
+            fresh.feed(response.text)
+            page = ConsentPage(response=response, csrf=page.csrf, request=fresh.inputs["request"], cookie=page.cookie,
+                               action=page.action)
+        response = await submit(http, page, password=creds.alice_password)
+        assert response.status_code == 429, f"the right password during the lockout: {describe(response)}"
+        assert int(response.headers.get("retry-after", "0")) > 0, describe(response)
+        assert "Too many failed sign-in attempts" in response.text, describe(response)
+    finally:
+        gw.proc.stop()
+
+
 # --- refusals: the protected resource -------------------------------------------------------
 
 
@@ -1086,6 +1170,53 @@ async def test_cimd_document_naming_another_client_id_is_refused(private_gateway
     assert response.status_code == 400 and "location" not in response.headers, describe(response)
     response = await get_page(http, cimd_authorize(private_gateway, metadata_server.url("/missing.json"), challenge))
     assert response.status_code == 400 and "location" not in response.headers, describe(response)
+
+
+async def test_cimd_document_with_an_unsafe_redirect_uri_is_refused(private_gateway: Gateway, creds: Secrets,
+                                                                   metadata_server: MetadataServer,
+                                                                   http: httpx2.AsyncClient) -> None:
+    """A metadata document's redirect_uris follow the registration rules (no plain http off loopback)."""
+    evil = "http://evil.example/callback"
+    client_id = metadata_server.url("/unsafe-redirect.json")
+    metadata_server.documents["/unsafe-redirect.json"] = {
+        "client_id": client_id, "client_name": "unsafe", "redirect_uris": [evil], "token_endpoint_auth_method": "none"}
+    _, challenge = pkce_pair()
+    response = await get_page(http, authorize_url(
+        private_gateway, response_type="code", client_id=client_id, redirect_uri=evil, code_challenge=challenge,
+        code_challenge_method="S256", state="u", scope="mcp", resource=private_gateway.mcp_url))
+    assert response.status_code == 400 and "location" not in response.headers, describe(response)
+    assert "http is only allowed for loopback hosts" in response.text, describe(response)
+
+
+async def test_cimd_client_cannot_use_client_credentials(private_gateway: Gateway, metadata_server: MetadataServer,
+                                                         http: httpx2.AsyncClient) -> None:
+    client_id = metadata_server.url("/machine.json")
+    metadata_server.documents["/machine.json"] = {
+        "client_id": client_id, "redirect_uris": [CALLBACK], "grant_types": ["client_credentials", "authorization_code"],
+        "token_endpoint_auth_method": "none"}
+    response = await token_request(http, private_gateway, {"grant_type": "client_credentials", "client_id": client_id,
+                                                           "resource": private_gateway.mcp_url})
+    assert_oauth_error(response, "unauthorized_client")
+
+
+# IPv6 forms that carry a loopback, private or metadata IPv4 address inside.
+EMBEDDED_IPV4_CLIENT_IDS = [
+    "https://[64:ff9b::7f00:1]/client.json",  # NAT64 of 127.0.0.1
+    "https://[64:ff9b::a9fe:a9fe]/client.json",  # NAT64 of 169.254.169.254
+    "https://[2002:7f00:1::1]/client.json",  # 6to4 of 127.0.0.1
+    "https://[2002:a00:1::1]/client.json",  # 6to4 of 10.0.0.1
+    "https://[::7f00:1]/client.json",  # IPv4-compatible 127.0.0.1
+    "https://[::ffff:0:a00:1]/client.json",  # IPv4-translated 10.0.0.1
+]
+
+
+@pytest.mark.parametrize("client_id", EMBEDDED_IPV4_CLIENT_IDS)
+async def test_cimd_ipv6_with_an_internal_ipv4_inside_is_refused(gateway: Gateway, http: httpx2.AsyncClient,
+                                                                 client_id: str) -> None:
+    _, challenge = pkce_pair()
+    response = await get_page(http, cimd_authorize(gateway, client_id, challenge))
+    assert response.status_code == 400 and "location" not in response.headers, describe(response)
+    assert "internal address" in response.text, f"{client_id} was not refused for its address: {describe(response)}"
 
 
 PRIVATE_CLIENT_IDS = [

@@ -45,6 +45,8 @@ from auth_e2e import (
     initialize_raw,
     json_of,
     jwt_header_claims,
+    parse_login_page,
+    pkce_pair,
     sdk_echo,
     start_auth_gateway,
     token_request,
@@ -351,3 +353,50 @@ def test_refresh_token_rotation_race_across_replicas(rs: Replicas) -> None:
         )
         outcomes.append(winner_name)
     print(f"race winners: {outcomes}")
+
+
+# --- the sign-in page: single-use forms and throttling, shared through PostgreSQL -------------
+
+
+def login_page(gateway: AuthGateway, rs: Replicas) -> tuple[dict[str, str], str]:
+    """GET the sign-in page on `gateway`; its hidden inputs and its gh_csrf cookie."""
+    _, challenge = pkce_pair()
+    query = {"response_type": "code", "client_id": PUBLIC_CLIENT, "redirect_uri": REDIRECT_URI, "code_challenge": challenge,
+             "code_challenge_method": "S256", "state": "s", "scope": "mcp", "resource": rs.resource}
+    with http_client() as http:
+        page = http.get(f"{gateway.base_url}/oauth/authorize", params=query)
+    assert page.status_code == 200, describe(page)
+    cookie = page.cookies.get("gh_csrf")
+    assert cookie, page.headers.get_list("set-cookie")
+    return parse_login_page(page.text), cookie
+
+
+def post_login(gateway: AuthGateway, inputs: dict[str, str], cookie: str, username: str, password: str) -> httpx2.Response:
+    form = {"csrf": inputs["csrf"], "request": inputs["request"], "username": username, "password": password, "decision": "allow"}
+    with http_client() as http:
+        return http.post(f"{gateway.base_url}/oauth/authorize", data=form, headers={"Cookie": f"gh_csrf={cookie}"})
+
+
+def test_sign_in_form_cannot_be_replayed_on_the_other_replica(rs: Replicas) -> None:
+    inputs, cookie = login_page(rs.a, rs)
+    first = post_login(rs.a, inputs, cookie, "alice", ALICE_PASSWORD)
+    assert first.status_code == 302 and "code=" in first.headers.get("location", ""), describe(first)
+    replay = post_login(rs.b, inputs, cookie, "alice", ALICE_PASSWORD)
+    assert replay.status_code == 400 and "location" not in replay.headers, f"replayed form on B: {describe(replay)}"
+
+
+def test_failed_sign_ins_are_counted_across_replicas(rs: Replicas) -> None:
+    """Five failures for one account, alternating replicas, lock it on both (429 + Retry-After)."""
+    username = "mallory-" + secrets.token_hex(4)  # unknown users count too; alice stays usable
+    inputs, cookie = login_page(rs.a, rs)
+    for attempt in range(1, 6):
+        gateway = rs.a if attempt % 2 else rs.b
+        response = post_login(gateway, inputs, cookie, username, f"guess {attempt}")
+        expected = 401 if attempt < 5 else 429
+        assert response.status_code == expected, f"attempt {attempt} on {gateway.name}: {describe(response)}"
+        inputs = parse_login_page(response.text)  # the answer carries a fresh form
+    for gateway in rs.both:
+        inputs, cookie = login_page(gateway, rs)
+        response = post_login(gateway, inputs, cookie, username, "another guess")
+        assert response.status_code == 429, f"locked account on {gateway.name}: {describe(response)}"
+        assert int(response.headers.get("retry-after", "0")) > 0, describe(response)
