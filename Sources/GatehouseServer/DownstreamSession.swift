@@ -172,6 +172,10 @@ final class SessionStore: @unchecked Sendable {
     /// Ids of sessions ended here (DELETE, expiry), so their sealed ids cannot bring them back
     /// on this replica. Kept for `endedMemory`, at most `maxSessions` entries.
     private var ended: [String: ContinuousClock.Instant] = [:]
+    /// `ended` in the order the ids were added, to forget the oldest in O(1) (a scan per ended
+    /// session made churn quadratic once the memory was full).
+    private var endedOrder: [(id: String, at: ContinuousClock.Instant)] = []
+    private var endedHead = 0
     /// Session ids by caller (identity, or client address when anonymous), for the per-caller limit.
     private var byCaller: [String: Set<String>] = [:]
     private var callerOf: [String: String] = [:]
@@ -256,11 +260,19 @@ final class SessionStore: @unchecked Sendable {
 
     private func remember(ended id: String) {
         let now = ContinuousClock.now
-        if ended.count >= maxSessions {
-            ended = ended.filter { now - $0.value < endedMemory }
-            if ended.count >= maxSessions, let oldest = ended.min(by: { $0.value < $1.value }) { ended[oldest.key] = nil }
-        }
         ended[id] = now
+        endedOrder.append((id, now))
+        // Forget the oldest while over `maxSessions` entries or past `endedMemory`.
+        while endedHead < endedOrder.count {
+            let oldest = endedOrder[endedHead]
+            guard ended.count > maxSessions || now - oldest.at >= endedMemory else { break }
+            if ended[oldest.id] == oldest.at { ended[oldest.id] = nil }
+            endedHead += 1
+        }
+        if endedHead > 1024, endedHead * 2 > endedOrder.count {
+            endedOrder.removeFirst(endedHead)
+            endedHead = 0
+        }
     }
 
     func removeIdle(longerThan timeout: Duration) -> [DownstreamSession] {
