@@ -467,7 +467,11 @@ class CloseDelimitedSSE(threading.Thread):
                     return
                 data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            found = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            if not head.startswith(b"POST") or not found:
+                conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            length = int(found.group(1))
             while len(body) < length:
                 body += conn.recv(65536)
             message = json.loads(body)
