@@ -25,10 +25,20 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
         }
     }
 
-    /// Parses a JSON/Rego number literal, keeping integers exact.
+    /// Integers up to this many digits are kept exact; longer ones become doubles. Decimal to
+    /// binary conversion is quadratic in the digits: a caller's 1,000,000-digit argument would
+    /// hold an event loop for seconds while the policy input is built.
+    public static let maxExactDigits = 5000
+
+    /// Parses a JSON/Rego number literal, keeping integers exact (up to `maxExactDigits`).
     public init?(parsing text: String) {
         if !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) {
             if let i = Int(text) { self = .int(i); return }
+            if text.utf8.count > Self.maxExactDigits + 1 {
+                guard let d = Double(text) else { return nil }
+                self = Number(d)
+                return
+            }
             if let b = BigInt(text, radix: 10) { self = Number(b); return }
             return nil
         }
@@ -68,7 +78,7 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
         }
         if exp > 4000 { return nil }
         digits += String(repeating: "0", count: exp)
-        guard var b = BigInt(digits, radix: 10) else { return nil }
+        guard digits.utf8.count <= maxExactDigits, var b = BigInt(digits, radix: 10) else { return nil }
         if neg { b.negate() }
         return b
     }

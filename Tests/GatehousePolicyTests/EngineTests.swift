@@ -465,3 +465,17 @@ struct TestRunnerTests {
         #expect(report.contains("ERROR: 1/5"))
     }
 }
+
+@Suite("Numbers a caller controls cost linear time")
+struct NumberParsingCostTests {
+    @Test("a 1,000,000-digit integer becomes a double at once; shorter ones stay exact")
+    func hugeIntegers() {
+        let start = ContinuousClock.now
+        let huge = Number(parsing: String(repeating: "7", count: 1_000_000))
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(huge != nil)
+        let exact = Number(parsing: "1" + String(repeating: "0", count: 100))
+        #expect(exact == Number(parsing: "1e100"), "integers within maxExactDigits stay exact")
+        #expect(Number(parsing: "1e3000") != nil)
+    }
+}
