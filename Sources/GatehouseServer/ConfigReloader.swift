@@ -26,7 +26,7 @@ final class ConfigReloader: Service, Sendable {
     /// Stops what a reload replaced, after the grace period.
     private let retirements: AsyncStream<GatewaySnapshot.Built>.Continuation
     private let retirementStream: AsyncStream<GatewaySnapshot.Built>
-    private let serial = Mutex(false)
+    private let serial = ReloadGate()
     /// The version of the last refused file, so a bad file is reported once, not every second.
     private let refusedVersion = Mutex<String?>(nil)
 
@@ -53,14 +53,8 @@ final class ConfigReloader: Service, Sendable {
 
     /// Reloads now. Reloads never overlap: a second caller waits for the first.
     func reload(trigger: String) async -> Outcome {
-        while serial.withLock({ busy in
-            if busy { return true }
-            busy = true
-            return false
-        }) {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        defer { serial.withLock { $0 = false } }
+        await serial.enter()
+        defer { serial.leave() }
         let outcome = await reloadNow(trigger: trigger)
         switch outcome {
         case .reloaded: shared.metrics.increment("gatehouse_config_reloads_total", ["success"])
@@ -183,5 +177,40 @@ final class ConfigReloader: Service, Sendable {
             retirements.finish()
             group.cancelAll()
         }
+    }
+}
+
+/// Lets one reload run at a time; the others wait in line, in order, without polling.
+final class ReloadGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func enter() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let runNow = state.withLock { state -> Bool in
+                if state.busy {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.busy = true
+                return true
+            }
+            if runNow { continuation.resume() }
+        }
+    }
+
+    func leave() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.waiters.isEmpty else {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }

@@ -4,6 +4,7 @@ import MCPWire
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import Synchronization
 import Testing
 
 @testable import GatehouseServer
@@ -252,5 +253,30 @@ struct ConnectionDeadlineTests {
         counter.release()
         #expect(counter.acquire(limit: 2))
         #expect(counter.open == 2)
+    }
+}
+
+@Suite("Reloads run one at a time")
+struct ReloadGateTests {
+    @Test("callers wait in line without polling; never two inside at once")
+    func oneAtATime() async {
+        final class Inside: Sendable {
+            let counts = Mutex((now: 0, most: 0, done: 0))
+        }
+        let gate = ReloadGate()
+        let box = Inside()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    await gate.enter()
+                    box.counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                    try? await Task.sleep(for: .milliseconds(2))
+                    box.counts.withLock { $0.now -= 1; $0.done += 1 }
+                    gate.leave()
+                }
+            }
+        }
+        let result = box.counts.withLock { $0 }
+        #expect(result.most == 1 && result.done == 20)
     }
 }
