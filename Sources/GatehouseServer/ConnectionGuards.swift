@@ -57,13 +57,13 @@ final class ConnectionCounter: Sendable {
         }
     }
 
-    /// A connection closed. After a flood (over 1,000 connections at the peak, a quarter or less
+    /// A connection closed. After a flood (64 or more connections at the peak, a quarter or less
     /// left) the C allocator is asked to give freed memory back to the system: without it,
     /// memory taken by 20,000 connections stayed with the process after they closed.
     func release() {
         let trim = state.withLock { state -> Bool in
             state.open -= 1
-            guard state.peak > 1000, state.open <= state.peak / 4 else { return false }
+            guard state.peak >= 64, state.open <= state.peak / 4 else { return false }
             state.peak = state.open
             return true
         }
@@ -92,6 +92,8 @@ final class ConnectionDeadlines {
     /// Requests whose answer has not ended.
     var inFlight = 0
     var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    /// Since when the client has not taken what the gateway writes (nil: it has).
+    var unwritableSince: NIODeadline?
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -100,6 +102,8 @@ final class ConnectionDeadlines {
     /// Whether the connection has overstayed a deadline. Reading deadlines count only while no
     /// earlier answer is outstanding: while one is, the gateway itself may be holding reads back.
     func expired(now: NIODeadline) -> Bool {
+        // A client that stops reading an answer pins it in memory: it gets the idle timeout.
+        if let since = unwritableSince, now - since > limits.idleTimeout { return true }
         switch reading {
         case .head(let since): return inFlight == 0 && now - since > limits.headerTimeout
         case .body(let since): return inFlight <= 1 && now - since > limits.bodyTimeout
@@ -193,6 +197,11 @@ final class ConnectionDeadlineHandler: ChannelDuplexHandler, RemovableChannelHan
         var authority = rest[..<end]
         if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
         return String(authority)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        deadlines.unwritableSince = context.channel.isWritable ? nil : context.eventLoop.now
+        context.fireChannelWritabilityChanged()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

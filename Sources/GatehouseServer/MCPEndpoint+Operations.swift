@@ -58,10 +58,11 @@ extension MCPEndpoint {
     }
 
     /// A tool name as a label value: a tool some list showed, the policy knows, or the server
-    /// ran (a result, not an error, came back: the server knows that name). Anything else —
-    /// names a client made up — is `other`.
+    /// ran successfully (a tool error does not count: servers answer unknown names with
+    /// `isError`). Anything else — names a client made up — and names over 128 bytes are `other`.
     func toolLabel(_ name: String, server: String?, outcome: String) -> String {
-        if outcome == "ok" || outcome == "tool_error" {
+        guard name.utf8.count <= KnownToolNames.maxLength else { return MetricLabels.other }
+        if outcome == "ok" {
             knownTools.learn(name)
             return name
         }

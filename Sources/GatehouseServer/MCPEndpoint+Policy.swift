@@ -130,6 +130,17 @@ extension MCPEndpoint {
         return mapped
     }
 
+    /// What of an upstream's message in the middle of a request reaches the client: redacted as
+    /// the request's decision asks; nothing during a list request under a policy (lists are
+    /// filtered item by item and have no decision whose redaction could apply to a log line).
+    func relayInStream(_ message: JSONRPCMessage, request: JSONRPCMessage, scope: Scope) -> JSONRPCMessage? {
+        if policy?.engine != nil, let method = request.method, Self.listKeys[method] != nil {
+            logger.debug("not relaying a message sent during a list request", metadata: ["method": "\(message.method ?? "")"])
+            return nil
+        }
+        return redactInStream(message, scope: scope)
+    }
+
     /// Redacts an upstream's message in the middle of a request (notifications, log and
     /// progress messages, an elicitation's text) as the request's decision asks.
     func redactInStream(_ message: JSONRPCMessage, scope: Scope) -> JSONRPCMessage {

@@ -701,8 +701,10 @@ final class MCPEndpoint: Sendable {
                     case .message(let m):
                         if m.kind == .request, clientVersion.isStateless {
                             await refuse(m, on: finalChannel, reason: "2026-07-28 clients receive input requests via input_required results, which Gatehouse does not bridge yet")
-                        } else {
-                            try await writer.writeSSE(mapFromServer(redactInStream(m, scope: finalScope), server: index, session: session))
+                        } else if let relayed = relayInStream(m, request: message, scope: finalScope) {
+                            try await writer.writeSSE(mapFromServer(relayed, server: index, session: session))
+                        } else if m.kind == .request {
+                            await refuse(m, on: finalChannel, reason: "a list request carries no input requests")
                         }
                     case .response(let response):
                         try await writer.writeSSE(VersionBridge.prepareResponse(await finish(response, request: message, server: index, scope: finalScope), client: clientVersion,

@@ -42,6 +42,12 @@ struct RequestGuards: Sendable {
     /// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
     static func hostName(_ authority: String) -> String {
         let lower = authority.lowercased()
+        // Only what a host and port are made of: `127.0.0.1:1@evil.example`, whitespace or a
+        // list of hosts are left whole, so they match no allowed name.
+        guard lower.utf8.allSatisfy({ byte in
+            (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2E || byte == 0x2D || byte == 0x3A
+                || byte == 0x5B || byte == 0x5D || byte == 0x5F
+        }) else { return lower }
         if lower.hasPrefix("[") {
             if let end = lower.firstIndex(of: "]") { return String(lower[...end]) }
             return lower

@@ -33,6 +33,8 @@ public final class StdioUpstream: @unchecked Sendable {
     private var stopping = false
     private var restartDelay: Double
     private var generation = 0
+    /// The generation whose exit was handled (an exit may be reported twice, see `stalled`).
+    private var exitHandled = 0
 
     private struct Weak {
         weak var channel: StdioChannel?
@@ -225,10 +227,19 @@ public final class StdioUpstream: @unchecked Sendable {
         guard let process, process.isRunning else { return }
         logger.error("stdio upstream stopped reading its input; killing it", metadata: ["upstream": "\(name)", "pid": "\(process.processIdentifier)"])
         kill(process.processIdentifier, SIGKILL)
+        // Foundation reports the exit only once every copy of the child's pipes is closed; a
+        // grandchild holding them would keep the upstream down forever. Treat it as exited.
+        Task { [weak self] in
+            try? await Task.sleep(for: .seconds(1))
+            self?.exited(status: SIGKILL, generation: generation)
+        }
     }
 
     private func received(line: [UInt8], generation: Int) {
         guard !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) else { return }
+        // A replaced process (or a grandchild that kept its stdout) must not answer the new
+        // process's requests.
+        guard lock.withLock({ generation == self.generation }) else { return }
         let message: JSONRPCMessage
         do {
             message = try JSONRPCMessage(validating: try JSONParser.parse(line, maxDepth: 256))
@@ -274,7 +285,8 @@ public final class StdioUpstream: @unchecked Sendable {
 
     private func exited(status: Int32, generation: Int) {
         let (pending, stopping) = lock.withLock { () -> (PendingRequests?, Bool) in
-            guard generation == self.generation else { return (nil, self.stopping) }
+            guard generation == self.generation, exitHandled != generation else { return (nil, self.stopping) }
+            exitHandled = generation
             self.process = nil
             self.stdin?.close()
             self.stdin = nil

@@ -479,3 +479,13 @@ struct NumberParsingCostTests {
         #expect(Number(parsing: "1e3000") != nil)
     }
 }
+
+extension NumberParsingCostTests {
+    @Test("integers over the exact-digit cap become doubles; within it they stay exact")
+    func digitCap() {
+        let long = String(repeating: "9", count: Number.maxExactDigits + 10)
+        #expect(Number(parsing: long) == Number(Double(long)!))
+        let exact = "1" + String(repeating: "0", count: 300)
+        #expect(Number(parsing: exact) == Number(parsing: "1e300"))
+    }
+}

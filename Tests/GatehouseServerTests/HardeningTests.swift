@@ -9,12 +9,12 @@ import Testing
 
 @testable import GatehouseServer
 
-/// The cost of `work(input(n))` grows about linearly: at size 2n it takes at most `factor` times
-/// what it takes at size n (quadratic work would take 4×). Runs of both sizes alternate and the
+/// The cost of `work(input(n))` grows about linearly: at size 4n it takes at most `factor` times
+/// what it takes at size n (linear work takes 4×, quadratic 16×; 8× is about 2.8× per doubling). Runs of both sizes alternate and the
 /// best of each is compared, so load from other tests running at the same time cancels out. A
 /// shape check with a wide margin, not a speed target.
-func growsLinearly<Input>(_ n: Int, factor: Double = 3.2, input: (Int) -> Input, _ work: (Input) -> Void) -> (Bool, Double) {
-    let small = input(n), large = input(2 * n)
+func growsLinearly<Input>(_ n: Int, factor: Double = 8, input: (Int) -> Input, _ work: (Input) -> Void) -> (Bool, Double) {
+    let small = input(n), large = input(4 * n)
     func time(_ value: Input) -> Double {
         let start = ContinuousClock.now
         work(value)
@@ -40,7 +40,7 @@ struct RedactionHardeningTests {
     ])
     func adversarialShapes(_ unit: String) {
         let (linear, ratio) = growsLinearly(50_000, input: { String(repeating: unit, count: $0) }) { text in _ = all.redact(text) }
-        #expect(linear, "redacting \(unit.debugDescription) × 2n cost \(ratio)× n")
+        #expect(linear, "redacting \(unit.debugDescription) × 4n cost \(ratio)× n")
     }
 
     @Test("40,000 letters without an @ are left alone at once (12.7 s before)")
@@ -278,5 +278,65 @@ struct ReloadGateTests {
         }
         let result = box.counts.withLock { $0 }
         #expect(result.most == 1 && result.done == 20)
+    }
+}
+
+@Suite("Findings of the second review")
+struct SecondReviewTests {
+    let all = Redactor(detectors: Set(Redactor.Detector.allCases), fields: [])
+
+    @Test("many keys that redact to the same text are renamed in linear time")
+    func sameRedactedKeys() {
+        func object(_ n: Int) -> JSONValue {
+            .object(JSONObject((0..<n).map { (key: "u\($0)@x.io", value: JSONValue.int($0)) }))
+        }
+        let (linear, ratio) = growsLinearly(2_000, input: object) { value in
+            var count = 0
+            _ = all.redact(value, count: &count)
+        }
+        #expect(linear, "4n keys cost \(ratio)× n")
+        var count = 0
+        let out = all.redact(object(5), count: &count)
+        #expect(Set(out.objectValue?.keys ?? []).count == 5 && count == 5)
+    }
+
+    @Test("card numbers as signed, fractional or exponent numbers are redacted", arguments: [
+        "-4111111111111111", "4111111111111111.0", "4.111111111111111e15", "4111111111111111",
+    ])
+    func cardNumberForms(_ text: String) {
+        var count = 0
+        #expect(all.redact(.number(text), count: &count) == "[REDACTED:card]")
+    }
+
+    @Test("numbers that are not cards stay", arguments: ["4111111111111112", "1.5", "-3", "1e300", "12345678901234.5"])
+    func notCards(_ text: String) {
+        var count = 0
+        #expect(all.redact(.number(text), count: &count) == .number(text))
+    }
+
+    @Test("long or failed tool names never become labels")
+    func toolNames() {
+        let known = KnownToolNames()
+        known.learn(String(repeating: "t", count: 4096))
+        #expect(known.label(String(repeating: "t", count: 4096)) == "other")
+    }
+
+    @Test("hosts with userinfo, whitespace or lists match no allowed name", arguments: [
+        "127.0.0.1:1@evil.example", "127.0.0.1\t", "127.0.0.1, evil.example", "localhost evil",
+    ])
+    func strictHosts(_ host: String) {
+        let guards = RequestGuards(security: .init())
+        #expect(guards.check(host: host, origin: nil) != nil)
+    }
+
+    @Test("a connection whose client stops reading the answer closes after the idle timeout")
+    func unreadAnswer() throws {
+        let deadlines = ConnectionDeadlines(limits: ConnectionLimits(idleTimeout: .seconds(2), headerTimeout: .seconds(1), bodyTimeout: .seconds(1), maxConnections: 1))
+        deadlines.inFlight = 1
+        deadlines.unwritableSince = .uptimeNanoseconds(1_000_000_000)
+        #expect(!deadlines.expired(now: .uptimeNanoseconds(2_500_000_000)))
+        #expect(deadlines.expired(now: .uptimeNanoseconds(3_500_000_000)))
+        deadlines.unwritableSince = nil
+        #expect(!deadlines.expired(now: .uptimeNanoseconds(9_000_000_000)), "an answer in progress that the client reads has no deadline")
     }
 }

@@ -1,11 +1,11 @@
 import Testing
 @testable import MCPWire
 
-/// The cost of `work(input(n))` grows about linearly: returns time(2n) / time(n), quadratic
-/// work giving ~4. Runs of both sizes alternate and the best of each is compared, so load from
+/// The cost of `work(input(n))` grows about linearly: returns time(4n) / time(n) — linear work
+/// gives ~4, quadratic ~16; tests accept up to 8 (about 2.8× per doubling). Runs of both sizes alternate and the best of each is compared, so load from
 /// other tests running at the same time cancels out. A shape check, not a speed target.
 func linearRatio<Input>(_ n: Int, input: (Int) -> Input, _ work: (Input) throws -> Void) rethrows -> Double {
-    let small = input(n), large = input(2 * n)
+    let small = input(n), large = input(4 * n)
     func time(_ value: Input) throws -> Double {
         let start = ContinuousClock.now
         try work(value)
@@ -29,10 +29,10 @@ struct ComplexityTests {
         return Array((text + "}").utf8)
     }
 
-    @Test("an object of 2n keys parses in about twice the time of n (it was quadratic)")
+    @Test("an object of 4n keys parses in about four times the time of n (it was quadratic)")
     func objectKeys() throws {
         let ratio = try linearRatio(20_000, input: Self.object) { bytes in _ = try JSONParser.parse(bytes) }
-        #expect(ratio < 3.2, "2n keys cost \(ratio)× n keys")
+        #expect(ratio < 8, "4n keys cost \(ratio)× n keys")
     }
 
     @Test("repeated keys in a large object: the last value wins, the first position stays, lookups hash")
@@ -55,7 +55,7 @@ struct ComplexityTests {
             for i in 0..<n { object["k\(i)"] = .int(i) }
             _ = object["k\(n / 2)"]
         }
-        #expect(ratio < 3.2, "\(ratio)")
+        #expect(ratio < 8, "\(ratio)")
         var object = JSONObject()
         for i in 0..<40 { object["k\(i)"] = .int(i) }
         object["k3"] = nil
@@ -69,7 +69,7 @@ struct ComplexityTests {
     @Test("writing is linear in the value's size")
     func writer() {
         let ratio = linearRatio(20_000, input: { try! JSONParser.parse(Self.object($0)) }) { value in _ = JSONWriter.bytes(value) }
-        #expect(ratio < 3.2, "\(ratio)")
+        #expect(ratio < 8, "\(ratio)")
     }
 
     @Test("SSE parsing is linear in the stream's size, whole or in small parts")
@@ -81,7 +81,7 @@ struct ComplexityTests {
             var parser = SSEParser()
             _ = try parser.feed(bytes)
         }
-        #expect(whole < 3.2, "\(whole)")
+        #expect(whole < 8, "\(whole)")
         let parts = try linearRatio(5_000, input: stream) { bytes in
             var parser = SSEParser()
             var index = 0
@@ -90,7 +90,7 @@ struct ComplexityTests {
                 index += 7
             }
         }
-        #expect(parts < 3.2, "\(parts)")
+        #expect(parts < 8, "\(parts)")
         // One long data line arriving in small parts (a line buffer that rescans would be quadratic).
         let line = try linearRatio(50_000, input: { Array(("data: " + String(repeating: "a", count: $0) + "\n\n").utf8) }) { bytes in
             var parser = SSEParser()
@@ -100,6 +100,6 @@ struct ComplexityTests {
                 index += 64
             }
         }
-        #expect(line < 3.2, "\(line)")
+        #expect(line < 8, "\(line)")
     }
 }

@@ -34,19 +34,21 @@ enum MetricLabels {
 /// `gen_ai_tool_name` label may take. Bounded: past `limit` names, new ones are `other`.
 final class KnownToolNames: Sendable {
     static let limit = 10_000
+    /// Longer names are never label values.
+    static let maxLength = 128
     private let names = Mutex<Set<String>>([])
 
     func learn(_ list: [JSONValue]) {
         names.withLock { names in
             for item in list where names.count < Self.limit {
-                if let name = item["name"]?.stringValue { names.insert(name) }
+                if let name = item["name"]?.stringValue, name.utf8.count <= Self.maxLength { names.insert(name) }
             }
         }
     }
 
     func learn(_ name: String) {
         names.withLock { names in
-            if names.count < Self.limit { names.insert(name) }
+            if names.count < Self.limit, name.utf8.count <= Self.maxLength { names.insert(name) }
         }
     }
 

@@ -37,3 +37,9 @@ struct TraceExporter: Service {
 
     struct TraceExportError: Error { var status: Int }
 }
+
+/// What the service group logs of it: the endpoint without credentials (its userinfo would
+/// otherwise reach a debug log).
+extension TraceExporter: CustomStringConvertible {
+    var description: String { "TraceExporter(endpoint: \(DisplayURL.redacted(tracing.otlpEndpoint)))" }
+}

@@ -38,9 +38,17 @@ struct Redactor: Sendable {
 
     /// A JSON number that is a card number (13 to 19 digits passing the Luhn check) is as
     /// personal as the same digits in text.
+    /// Also when written signed, with a fraction or an exponent (`-4111…`, `4111….0`, `4.111…e15`).
     func redactsNumber(_ text: String) -> Bool {
-        guard detectors.contains(.card), (13...19).contains(text.utf8.count), text.utf8.allSatisfy(TextScanners.isDigit) else { return false }
-        return TextScanners.luhn(Array(text.utf8)[...])
+        guard detectors.contains(.card), text.utf8.count <= 64 else { return false }
+        var digits = Substring(text)
+        if digits.hasPrefix("-") { digits = digits.dropFirst() }
+        if !digits.utf8.allSatisfy(TextScanners.isDigit) {
+            guard let value = Double(digits), value.isFinite, value == value.rounded(), value >= 1e12, value < 1e19 else { return false }
+            digits = Substring(String(UInt64(value)))
+        }
+        guard (13...19).contains(digits.utf8.count) else { return false }
+        return TextScanners.luhn(Array(digits.utf8)[...])
     }
 
     /// Walks a JSON value: named fields are replaced, strings are redacted.
@@ -60,6 +68,8 @@ struct Redactor: Sendable {
         case .object(let object):
             var out = JSONObject()
             out.reserveCapacity(object.count)
+            // The next number to try per redacted key text, so n renamed keys cost O(n), not O(n²).
+            var nextSuffix: [String: Int] = [:]
             for (key, item) in object {
                 // Keys are text too (an email used as a key); a redacted key gets a number so
                 // two of them stay two entries.
@@ -69,11 +79,12 @@ struct Redactor: Sendable {
                     if n > 0 {
                         count += n
                         outKey = text
-                        var suffix = 2
+                        var suffix = nextSuffix[text] ?? 2
                         while out[outKey] != nil || object[outKey] != nil {
                             outKey = "\(text)#\(suffix)"
                             suffix += 1
                         }
+                        nextSuffix[text] = suffix
                     }
                 }
                 let newValue: JSONValue
