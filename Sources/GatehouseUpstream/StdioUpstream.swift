@@ -179,6 +179,7 @@ public final class StdioUpstream: @unchecked Sendable {
             try? await Task.sleep(for: .seconds(timeout))
             guard !Task.isCancelled, let entry = pending.remove(id) else { return }
             entry.continuation.finish(throwing: UpstreamError(upstream: name, kind: .timeout, detail: "no answer within \(formatSeconds(timeout))"))
+            self?.checkExited()
             try? self?.write(.notification(method: "notifications/cancelled", params: ["requestId": .int(id), "reason": "timed out in the gateway"]))
         }
         continuation.onTermination = { [weak self] termination in
@@ -218,6 +219,24 @@ public final class StdioUpstream: @unchecked Sendable {
             case .stalled: throw UpstreamError(upstream: name, kind: .unavailable, detail: "it stopped reading its input; restarting it")
             }
         }
+    }
+
+    /// A request timed out: if the child has in fact exited — Foundation reports an exit only
+    /// once every copy of its pipes is closed, and a grandchild may hold them — handle the exit
+    /// now, so it restarts instead of swallowing requests forever.
+    private func checkExited() {
+        let (process, generation) = lock.withLock { (self.process, self.generation) }
+        guard let process, Self.isDefunct(process.processIdentifier) else { return }
+        logger.error("stdio upstream exited while its pipes stayed open (a child process holds them)", metadata: ["upstream": "\(name)"])
+        exited(status: -1, generation: generation)
+    }
+
+    /// Whether a process has exited and waits to be reaped (Linux: state Z in /proc/PID/stat).
+    static func isDefunct(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 
     /// The child has not taken a write within the request timeout: it is stuck. Kill it; its

@@ -537,3 +537,61 @@ async def test_content_type_absolute_targets_and_the_decision_log_mode(launch: A
     assert status == 200
     assert log.exists() and stat.S_IMODE(log.stat().st_mode) == 0o600, oct(stat.S_IMODE(log.stat().st_mode))
     gw.alive()
+
+
+# --- second review: a stdio child that exits leaving a grandchild on its pipes; labels from
+# --- an upstream that answers unknown tools with isError --------------------------------------
+
+FORKING_SERVER = """
+import json, os, sys, time
+def send(o):
+    sys.stdout.write(json.dumps(o) + "\\n"); sys.stdout.flush()
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "initialize":
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": m["params"]["protocolVersion"],
+              "capabilities": {"tools": {}}, "serverInfo": {"name": "forking", "version": "1"}}})
+    elif m.get("method") == "notifications/initialized":
+        print("forking: started", file=sys.stderr, flush=True)
+        if os.fork() == 0:
+            time.sleep(120); os._exit(0)   # the grandchild keeps stdin and stdout open, never reads
+        os._exit(0)                        # the child itself exits
+"""
+
+
+async def test_a_stdio_child_that_exits_behind_a_grandchild_is_restarted(launch: Any, scratch_dir: Path) -> None:
+    script = scratch_dir / "forking.py"
+    script.write_text(FORKING_SERVER)
+    servers = {"forking": {"stdio": {"command": sys.executable, "args": [str(script)]}, "timeouts": {"requestSeconds": 2}}}
+    gw = launch(servers)
+    try:
+        async with wire.client() as http:
+            with anyio.fail_after(30):
+                reply = await echo(http, gw.base + "/mcp", "anyone there?")
+                assert not succeeded(reply), reply.describe()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and gw.proc.output(200_000).count("forking: started") < 2:
+            await anyio.sleep(0.2)
+        log = gw.proc.output(200_000)
+        assert "pipes stayed open" in log and log.count("forking: started") >= 2, log[-3000:]
+        gw.alive()
+    finally:
+        os.system(f"pkill -f {script} 2>/dev/null")
+
+
+async def test_tool_names_answered_with_iserror_do_not_grow_metrics(launch: Any, scratch_dir: Path) -> None:
+    from conftest import start_python_http
+
+    upstream = start_python_http(scratch_dir)  # the official SDK answers unknown tools with isError
+    try:
+        gw = launch({"py": upstream.spec | {"timeouts": {"requestSeconds": 10}}}, admin={})
+        async with wire.client() as http:
+            with anyio.fail_after(60):
+                for i in range(200):
+                    await wire.modern_call(http, gw.base + "/mcp", "tools/call", {"name": f"made-up-{i}-" + "n" * 2000, "arguments": {}})
+                metrics = (await http.get(gw.admin + "/metrics")).text
+        assert len(metrics) < 100_000 and "made-up" not in metrics, f"/metrics is {len(metrics)} bytes"
+        gw.alive()
+    finally:
+        assert upstream.proc
+        upstream.proc.stop()
