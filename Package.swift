@@ -11,6 +11,10 @@ let package = Package(
     products: [
         .executable(name: "gatehouse", targets: ["gatehouse"]),
         .executable(name: "gatehouse-demo-server", targets: ["gatehouse-demo-server"]),
+        // For the fuzz targets in Fuzz/ (a separate package, so the main build does not pay for them).
+        .library(name: "MCPWire", targets: ["MCPWire"]),
+        .library(name: "GatehouseConfig", targets: ["GatehouseConfig"]),
+        .library(name: "GatehousePolicy", targets: ["GatehousePolicy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -77,7 +77,15 @@ public final class CompiledPolicy: @unchecked Sendable {
         if !errors.isEmpty { throw PolicyErrors(errors) }
         for m in parsed { c.register(m) }
         if c.errors.isEmpty { c.compileAll() }
-        if !c.errors.isEmpty { throw PolicyErrors(c.errors) }
+        if !c.errors.isEmpty {
+            // A recursive policy (refused) leaves rule sets whose rules call themselves: break
+            // those cycles, or every refused compile leaks them (found by FuzzRego).
+            for ruleSet in c.ruleSets {
+                ruleSet.rules = []
+                ruleSet.defaultRule = nil
+            }
+            throw PolicyErrors(c.errors)
+        }
         return CompiledPolicy(compiler: c, data: data)
     }
 

@@ -489,3 +489,20 @@ extension NumberParsingCostTests {
         #expect(Number(parsing: exact) == Number(parsing: "1e300"))
     }
 }
+
+@Suite("Refused policies")
+struct RefusedPolicyTests {
+    /// That its rules are freed is checked by LeakSanitizer: these sources are in the FuzzRego
+    /// seed corpus, so every `scripts/fuzz` run compiles them with leak detection on.
+    @Test("a recursive policy is refused with a recursion error", arguments: [
+        "package g\nr{r}", "package g\nr if { r }", "package g\na if { b }\nb if { a }",
+    ])
+    func recursion(_ source: String) throws {
+        do {
+            _ = try compile(source)
+            Issue.record("a recursive policy must not compile")
+        } catch let errors as PolicyErrors {
+            #expect(errors.description.contains("recursion"), "\(errors)")
+        }
+    }
+}

@@ -1,0 +1,2 @@
+package g
+r{r}

@@ -1,0 +1,3 @@
+package g
+a if { b }
+b if { a }
