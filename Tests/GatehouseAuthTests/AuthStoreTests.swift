@@ -6,16 +6,20 @@ import Testing
 
 /// The store's single-use rules on a real SQLite file (PostgreSQL runs the same statements in
 /// the replicas e2e test).
+/// Runs `body` with a store on a new SQLite file (migrated twice: migrations are idempotent),
+/// removed afterwards.
+func withTemporaryStore(_ body: (AuthStore) async throws -> Void) async throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("gh-store-\(UUID().uuidString).db").path
+    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+    let store = try await AuthStore.open(.sqlite(path: path), logger: Logger(label: "test"))
+    try await store.migrate()
+    try await store.migrate()
+    try await body(store)
+    await store.close()
+}
+
 @Suite struct AuthStoreTests {
-    func withStore(_ body: (AuthStore) async throws -> Void) async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gh-store-\(UUID().uuidString).db").path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-        let store = try await AuthStore.open(.sqlite(path: path), logger: Logger(label: "test"))
-        try await store.migrate()
-        try await store.migrate()  // idempotent
-        try await body(store)
-        await store.close()
-    }
+    func withStore(_ body: (AuthStore) async throws -> Void) async throws { try await withTemporaryStore(body) }
 
     func grant(_ id: String) -> AuthStore.GrantRecord {
         .init(grantID: id, clientID: "c", subject: "alice", kind: "user", scope: "mcp", resource: "http://x/mcp", createdAt: 1, expiresAt: 10_000, revokedAt: nil)

@@ -7,15 +7,7 @@ import Testing
 /// Single-use sign-in forms and failed sign-in counters on a real SQLite file (PostgreSQL runs
 /// the same statements: `tests/e2e/test_auth_replicas.py`).
 @Suite struct SignInStoreTests {
-    func withStore(_ body: (AuthStore) async throws -> Void) async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gh-signin-\(UUID().uuidString).db").path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-        let store = try await AuthStore.open(.sqlite(path: path), logger: Logger(label: "test"))
-        try await store.migrate()
-        try await store.migrate()  // idempotent
-        try await body(store)
-        await store.close()
-    }
+    func withStore(_ body: (AuthStore) async throws -> Void) async throws { try await withTemporaryStore(body) }
 
     @Test func formsAreClaimedOnceEvenUnderConcurrency() async throws {
         try await withStore { store in

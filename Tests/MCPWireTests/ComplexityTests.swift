@@ -82,24 +82,18 @@ struct ComplexityTests {
             _ = try parser.feed(bytes)
         }
         #expect(whole < 8, "\(whole)")
-        let parts = try linearRatio(5_000, input: stream) { bytes in
+        func feed(_ bytes: [UInt8], inPartsOf size: Int) throws {
             var parser = SSEParser()
             var index = 0
             while index < bytes.count {
-                _ = try parser.feed(bytes[index..<min(index + 7, bytes.count)])
-                index += 7
+                _ = try parser.feed(bytes[index..<min(index + size, bytes.count)])
+                index += size
             }
         }
+        let parts = try linearRatio(5_000, input: stream) { try feed($0, inPartsOf: 7) }
         #expect(parts < 8, "\(parts)")
         // One long data line arriving in small parts (a line buffer that rescans would be quadratic).
-        let line = try linearRatio(50_000, input: { Array(("data: " + String(repeating: "a", count: $0) + "\n\n").utf8) }) { bytes in
-            var parser = SSEParser()
-            var index = 0
-            while index < bytes.count {
-                _ = try parser.feed(bytes[index..<min(index + 64, bytes.count)])
-                index += 64
-            }
-        }
+        let line = try linearRatio(50_000, input: { Array(("data: " + String(repeating: "a", count: $0) + "\n\n").utf8) }) { try feed($0, inPartsOf: 64) }
         #expect(line < 8, "\(line)")
     }
 }
