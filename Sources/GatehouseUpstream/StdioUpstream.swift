@@ -256,9 +256,6 @@ public final class StdioUpstream: @unchecked Sendable {
 
     private func received(line: [UInt8], generation: Int) {
         guard !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) else { return }
-        // A replaced process (or a grandchild that kept its stdout) must not answer the new
-        // process's requests.
-        guard lock.withLock({ generation == self.generation }) else { return }
         let message: JSONRPCMessage
         do {
             message = try JSONRPCMessage(validating: try JSONParser.parse(line, maxDepth: 256))
@@ -266,7 +263,9 @@ public final class StdioUpstream: @unchecked Sendable {
             logger.warning("ignoring a line from the upstream that is not JSON-RPC", metadata: ["upstream": "\(name)", "error": "\(error)"])
             return
         }
-        let pending = lock.withLock { self.pending }
+        // A replaced process (or a grandchild that kept its stdout) must not answer the new
+        // process's requests.
+        guard let pending = lock.withLock({ generation == self.generation ? self.pending : nil }) else { return }
         switch message.kind {
         case .response, .errorResponse:
             if !pending.deliverResponse(message) {
