@@ -161,10 +161,14 @@ final class Tracer: Sendable {
 
     /// How often `run` looks at the queue, and the longest a span waits before export.
     static let pollInterval: Duration = .milliseconds(100)
-    static let exportInterval: Duration = .seconds(1)
+    let exportInterval: Duration
 
-    init(serviceName: String, sampleRatio: Double, maxQueue: Int = 2048, batchSize: Int = 512, scopeVersion: String = "") {
+    init(
+        serviceName: String, sampleRatio: Double, maxQueue: Int = 2048, batchSize: Int = 512,
+        exportInterval: Duration = .seconds(1), scopeVersion: String = ""
+    ) {
         self.serviceName = serviceName
+        self.exportInterval = exportInterval
         self.sampleRatio = sampleRatio.isNaN ? 0 : min(max(sampleRatio, 0), 1)
         self.maxQueue = max(maxQueue, 0)
         self.batchSize = max(batchSize, 1)
@@ -239,7 +243,7 @@ final class Tracer: Sendable {
                 break
             }
             var queued = queuedCount
-            guard queued >= batchSize || (queued > 0 && ContinuousClock.now - lastExport >= Self.exportInterval) else { continue }
+            guard queued >= batchSize || (queued > 0 && ContinuousClock.now - lastExport >= exportInterval) else { continue }
             repeat {
                 await export(drain(max: batchSize), send)
                 queued = queuedCount
