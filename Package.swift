@@ -46,6 +46,7 @@ let package = Package(
         .target(
             name: "GatehousePolicy",
             dependencies: [
+                "MCPWire",
                 .product(name: "BigInt", package: "BigInt"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,4 +1,5 @@
 import Foundation
+import MCPWire
 
 /// JSON reading and writing for `Value`. Numbers keep their exact integer value.
 public enum JSON {
@@ -8,22 +9,21 @@ public enum JSON {
         public var description: String { "invalid JSON at offset \(offset): \(message)" }
     }
 
+    /// The deepest nesting data files and `json.unmarshal` may use.
+    public static let maxDepth = 512
+
     public static func parse(_ text: String) throws(ParseError) -> Value {
-        var p = JSONParser(Array(text.utf8))
-        p.skipWS()
-        let v = try p.parseValue(depth: 0)
-        p.skipWS()
-        if p.i != p.b.count { throw ParseError(message: "unexpected trailing characters", offset: p.i) }
-        return v
+        try parse(bytes: Array(text.utf8))
     }
 
+    /// Reads JSON with the gateway's one parser (MCPWire's, the same that reads every MCP
+    /// message), then converts it to Rego values.
     public static func parse(bytes: [UInt8]) throws(ParseError) -> Value {
-        var p = JSONParser(bytes)
-        p.skipWS()
-        let v = try p.parseValue(depth: 0)
-        p.skipWS()
-        if p.i != p.b.count { throw ParseError(message: "unexpected trailing characters", offset: p.i) }
-        return v
+        do {
+            return Value(json: try JSONParser.parse(bytes, maxDepth: maxDepth))
+        } catch {
+            throw ParseError(message: error.message, offset: error.offset)
+        }
     }
 
     /// Serializes compactly with sorted object keys; sets become sorted arrays.
@@ -97,161 +97,23 @@ public enum JSON {
     }
 }
 
-struct JSONParser {
-    let b: [UInt8]
-    var i = 0
-    init(_ b: [UInt8]) { self.b = b }
-
-    mutating func skipWS() {
-        while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 }
-    }
-
-    func err(_ m: String) -> JSON.ParseError { JSON.ParseError(message: m, offset: i) }
-
-    mutating func parseValue(depth: Int) throws(JSON.ParseError) -> Value {
-        guard depth < 512 else { throw err("nesting too deep") }
-        guard i < b.count else { throw err("unexpected end of input") }
-        switch b[i] {
-        case UInt8(ascii: "{"):
-            i += 1
-            var o: [Value: Value] = [:]
-            skipWS()
-            if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
-            while true {
-                skipWS()
-                guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw err("expected string key") }
-                let k = try parseString()
-                skipWS()
-                guard i < b.count, b[i] == UInt8(ascii: ":") else { throw err("expected ':'") }
-                i += 1
-                skipWS()
-                o[.string(k)] = try parseValue(depth: depth + 1)
-                skipWS()
-                guard i < b.count else { throw err("unexpected end of input") }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
-                throw err("expected ',' or '}'")
-            }
-        case UInt8(ascii: "["):
-            i += 1
-            var a: [Value] = []
-            skipWS()
-            if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
-            while true {
-                skipWS()
-                a.append(try parseValue(depth: depth + 1))
-                skipWS()
-                guard i < b.count else { throw err("unexpected end of input") }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
-                throw err("expected ',' or ']'")
-            }
-        case UInt8(ascii: "\""):
-            return .string(try parseString())
-        case UInt8(ascii: "t"):
-            if match("true") { return .bool(true) }
-            throw err("invalid literal")
-        case UInt8(ascii: "f"):
-            if match("false") { return .bool(false) }
-            throw err("invalid literal")
-        case UInt8(ascii: "n"):
-            if match("null") { return .null }
-            throw err("invalid literal")
-        default:
-            let start = i
-            if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
-            while i < b.count {
-                let c = b[i]
-                if (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
-                    || c == UInt8(ascii: "+") || c == UInt8(ascii: "-")
-                {
-                    i += 1
-                } else {
-                    break
-                }
-            }
-            guard i > start else { throw err("unexpected character") }
-            let text = String(decoding: b[start..<i], as: UTF8.self)
-            guard let n = Number(parsing: text) else { throw JSON.ParseError(message: "invalid number \(text)", offset: start) }
-            return .number(n)
+extension Value {
+    /// JSON (as MCPWire reads it) → Rego values: numbers keep integer exactness (past
+    /// `Number.maxExactDigits` they become doubles), object keys are strings, a repeated key keeps
+    /// its last value (as OPA's Go decoder does).
+    public init(json: JSONValue) {
+        switch json {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .number(let text): self = Number(parsing: text).map(Value.number) ?? .null
+        case .string(let s): self = .string(s)
+        case .array(let a): self = .array(a.map(Value.init(json:)))
+        case .object(let o):
+            var object: [Value: Value] = [:]
+            object.reserveCapacity(o.count)
+            for (key, value) in o { object[.string(key)] = Value(json: value) }
+            self = .object(object)
         }
-    }
-
-    mutating func match(_ lit: StaticString) -> Bool {
-        let n = lit.utf8CodeUnitCount
-        guard i + n <= b.count else { return false }
-        let p = lit.utf8Start
-        for j in 0..<n where b[i + j] != p[j] { return false }
-        i += n
-        return true
-    }
-
-    mutating func parseString() throws(JSON.ParseError) -> String {
-        i += 1  // opening quote
-        let start = i
-        // Fast path: no escapes.
-        while i < b.count, b[i] != UInt8(ascii: "\""), b[i] != UInt8(ascii: "\\") { i += 1 }
-        if i < b.count, b[i] == UInt8(ascii: "\"") {
-            let s = String(decoding: b[start..<i], as: UTF8.self)
-            i += 1
-            return s
-        }
-        var bytes = Array(b[start..<i])
-        while i < b.count {
-            let c = b[i]
-            if c == UInt8(ascii: "\"") {
-                i += 1
-                return String(decoding: bytes, as: UTF8.self)
-            }
-            if c == UInt8(ascii: "\\") {
-                i += 1
-                guard i < b.count else { break }
-                let e = b[i]
-                i += 1
-                switch e {
-                case UInt8(ascii: "\""): bytes.append(0x22)
-                case UInt8(ascii: "\\"): bytes.append(0x5C)
-                case UInt8(ascii: "/"): bytes.append(0x2F)
-                case UInt8(ascii: "b"): bytes.append(0x08)
-                case UInt8(ascii: "f"): bytes.append(0x0C)
-                case UInt8(ascii: "n"): bytes.append(0x0A)
-                case UInt8(ascii: "r"): bytes.append(0x0D)
-                case UInt8(ascii: "t"): bytes.append(0x09)
-                case UInt8(ascii: "u"):
-                    var code = try hex4()
-                    if code >= 0xD800, code < 0xDC00, i + 1 < b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") {
-                        i += 2
-                        let low = try hex4()
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    let scalar = Unicode.Scalar(code) ?? "\u{FFFD}"
-                    bytes.append(contentsOf: Array(String(Character(scalar)).utf8))
-                default: throw err("invalid escape")
-                }
-            } else {
-                bytes.append(c)
-                i += 1
-            }
-        }
-        throw err("unterminated string")
-    }
-
-    mutating func hex4() throws(JSON.ParseError) -> UInt32 {
-        guard i + 4 <= b.count else { throw err("bad unicode escape") }
-        var v: UInt32 = 0
-        for _ in 0..<4 {
-            let c = b[i]
-            var d: UInt32
-            switch c {
-            case 0x30...0x39: d = UInt32(c - 0x30)
-            case 0x61...0x66: d = UInt32(c - 0x61 + 10)
-            case 0x41...0x46: d = UInt32(c - 0x41 + 10)
-            default: throw err("bad unicode escape")
-            }
-            v = v * 16 + d
-            i += 1
-        }
-        return v
     }
 }
 

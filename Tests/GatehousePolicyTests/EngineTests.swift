@@ -506,3 +506,30 @@ struct RefusedPolicyTests {
         }
     }
 }
+
+@Suite("One JSON reader for messages and policy")
+struct PolicyJSONTests {
+    @Test("policy JSON is read by MCPWire's parser with the same values")
+    func sameValues() throws {
+        let value = try JSON.parse(#"{"a":1,"a":2,"big":123456789012345678901234567890,"x":0.1,"u":"\u00e9\ud83d\ude00","n":null,"l":[true,false]}"#)
+        guard case .object(let object) = value else { Issue.record("not an object"); return }
+        #expect(object[.string("a")] == .number(Number(parsing: "2")!), "a repeated key keeps its last value, as OPA does")
+        #expect(object[.string("big")] == .number(Number(parsing: "123456789012345678901234567890")!))
+        #expect(object[.string("x")] == .number(Number(parsing: "0.1")!))
+        #expect(object[.string("u")] == .string("é😀"))
+        #expect(object[.string("n")] == .null)
+        #expect(object[.string("l")] == .array([.bool(true), .bool(false)]))
+    }
+
+    @Test("bad JSON is a parse error with its offset; nesting has a limit", arguments: ["{", "[1,]", "01", "\"\\x\"", "{} x", ""])
+    func errors(_ text: String) {
+        #expect(throws: JSON.ParseError.self) { try JSON.parse(text) }
+    }
+
+    @Test func depth() throws {
+        let ok = String(repeating: "[", count: JSON.maxDepth - 1) + String(repeating: "]", count: JSON.maxDepth - 1)
+        #expect(throws: Never.self) { try JSON.parse(ok) }
+        let deep = String(repeating: "[", count: JSON.maxDepth + 10) + String(repeating: "]", count: JSON.maxDepth + 10)
+        #expect(throws: JSON.ParseError.self) { try JSON.parse(deep) }
+    }
+}

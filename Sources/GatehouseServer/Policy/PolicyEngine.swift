@@ -179,21 +179,6 @@ final class PolicyEngine: Sendable {
 }
 
 extension Value {
-    /// MCPWire JSON → Rego values (numbers keep integer exactness).
-    init(json: JSONValue) {
-        switch json {
-        case .null: self = .null
-        case .bool(let b): self = .bool(b)
-        case .number(let text): self = Number(parsing: text).map(Value.number) ?? .null
-        case .string(let s): self = .string(s)
-        case .array(let a): self = .array(a.map(Value.init(json:)))
-        case .object(let o):
-            var object: [Value: Value] = [:]
-            for (key, value) in o { object[.string(key)] = Value(json: value) }
-            self = .object(object)
-        }
-    }
-
     /// An object from string keys (keeps input building readable and quick to type-check).
     static func record(_ pairs: [(String, Value)]) -> Value {
         var object: [Value: Value] = [:]
