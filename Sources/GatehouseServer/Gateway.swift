@@ -89,13 +89,7 @@ public struct Gateway: Sendable {
     private func serve(store: AuthStore?, httpClient: HTTPClient, streamClient: HTTPClient, fetcher: HTTPClient,
                        onListening: @escaping @Sendable (String, Int) -> Void) async throws
     {
-        if let store {
-            do {
-                try await store.migrate()
-            } catch {
-                throw StorageError("cannot prepare the auth store: \(error)")
-            }
-        }
+        try await Self.prepare(store)
         let auth = try await GatewayAuth.make(config: config, store: store, httpClient: httpClient, fetcher: fetcher, logger: logger)
         let metrics = Metrics()
         let tracer = config.tracing.map { Tracer(serviceName: $0.serviceName ?? config.name, sampleRatio: $0.sampleRatio, scopeVersion: GatehouseVersion.current) }
@@ -141,28 +135,7 @@ public struct Gateway: Sendable {
         let (newUpstreams, starter) = AsyncStream<UpstreamServer>.makeStream()
         for upstream in first.started { starter.yield(upstream) }
         let upstreamService = UpstreamService(state: state, newUpstreams: newUpstreams)
-        metrics.addCollector {
-            let snapshot = state.snapshot
-            var samples: [(name: String, labels: [String], value: Double)] = [(name: "gatehouse_config_info", labels: [snapshot.version], value: 1)]
-            for endpoint in snapshot.endpoints {
-                samples.append((name: "gatehouse_sessions_active", labels: [endpoint.endpoint.path], value: Double(endpoint.sessions.count)))
-                samples.append((name: "gatehouse_streams_active", labels: [endpoint.endpoint.path], value: Double(endpoint.openStreams)))
-            }
-            for upstream in snapshot.upstreams {
-                samples.append((name: "gatehouse_upstream_ready", labels: [upstream.config.name], value: upstream.isReady ? 1 : 0))
-                if let breaker = upstream.breaker {
-                    samples.append((name: "gatehouse_circuit_breaker_open", labels: [upstream.config.name], value: breaker.isOpen ? 1 : 0))
-                }
-                for member in upstream.members?.status() ?? [] {
-                    samples.append((name: "gatehouse_upstream_endpoint_healthy", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: member.healthy && !member.ejected ? 1 : 0))
-                    samples.append((name: "gatehouse_upstream_endpoint_requests_total", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: Double(member.requests)))
-                }
-            }
-            if let tracer {
-                samples.append((name: "gatehouse_trace_spans_dropped_total", labels: [], value: Double(tracer.droppedCount)))
-            }
-            return samples
-        }
+        Self.collectGauges(into: metrics, state: state, tracer: tracer)
         let streamCloser = StreamCloser(state: state)
         let reloader = ConfigReloader(source: source, watch: watch, state: state, shared: shared, starter: starter, certificates: certificates)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -187,6 +160,41 @@ public struct Gateway: Sendable {
         groupConfig.maximumGracefulShutdownDuration = .seconds(config.shutdown.gracePeriodSeconds)
         let group = ServiceGroup(configuration: groupConfig)
         try await group.run()
+    }
+
+    private static func prepare(_ store: AuthStore?) async throws {
+        guard let store else { return }
+        do {
+            try await store.migrate()
+        } catch {
+            throw StorageError("cannot prepare the auth store: \(error)")
+        }
+    }
+
+    /// Gauges read from the running snapshot when `/metrics` is scraped.
+    private static func collectGauges(into metrics: Metrics, state: GatewayState, tracer: Tracer?) {
+        metrics.addCollector {
+            let snapshot = state.snapshot
+            var samples: [(name: String, labels: [String], value: Double)] = [(name: "gatehouse_config_info", labels: [snapshot.version], value: 1)]
+            for endpoint in snapshot.endpoints {
+                samples.append((name: "gatehouse_sessions_active", labels: [endpoint.endpoint.path], value: Double(endpoint.sessions.count)))
+                samples.append((name: "gatehouse_streams_active", labels: [endpoint.endpoint.path], value: Double(endpoint.openStreams)))
+            }
+            for upstream in snapshot.upstreams {
+                samples.append((name: "gatehouse_upstream_ready", labels: [upstream.config.name], value: upstream.isReady ? 1 : 0))
+                if let breaker = upstream.breaker {
+                    samples.append((name: "gatehouse_circuit_breaker_open", labels: [upstream.config.name], value: breaker.isOpen ? 1 : 0))
+                }
+                for member in upstream.members?.status() ?? [] {
+                    samples.append((name: "gatehouse_upstream_endpoint_healthy", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: member.healthy && !member.ejected ? 1 : 0))
+                    samples.append((name: "gatehouse_upstream_endpoint_requests_total", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: Double(member.requests)))
+                }
+            }
+            if let tracer {
+                samples.append((name: "gatehouse_trace_spans_dropped_total", labels: [], value: Double(tracer.droppedCount)))
+            }
+            return samples
+        }
     }
 
     /// Ready when every endpoint can reach at least one of its servers.

@@ -39,11 +39,11 @@ final class NotificationHub: @unchecked Sendable {
         }
 
         func matches(_ message: JSONRPCMessage) -> Bool {
-            switch message.method {
-            case "notifications/tools/list_changed": return toolsListChanged
-            case "notifications/prompts/list_changed": return promptsListChanged
-            case "notifications/resources/list_changed": return resourcesListChanged
-            case "notifications/resources/updated":
+            switch message.mcpMethod {
+            case .toolsListChanged?: return toolsListChanged
+            case .promptsListChanged?: return promptsListChanged
+            case .resourcesListChanged?: return resourcesListChanged
+            case .resourcesUpdated?:
                 guard let uri = message.params?["uri"]?.stringValue else { return false }
                 return resourceSubscriptions.contains(uri)
             default: return false

@@ -185,16 +185,21 @@ struct HTTPTransport: Sendable {
             } catch let failure as UpstreamHTTPClient.Failure {
                 if Task.isCancelled { throw CancellationError() }
                 let detail: String
+                var neverSent = false
                 switch failure {
-                case .connectionRefused: detail = "connection refused"
-                case .connectTimeout: detail = "connecting timed out"
+                case .connectionRefused:
+                    detail = "connection refused"
+                    neverSent = true
+                case .connectTimeout:
+                    detail = "connecting timed out"
+                    neverSent = true
                 case .connectFailed: detail = "the connection could not be made"
                 case .connectionClosed: detail = "the connection was closed"
                 case .bodyTooLarge:
                     throw UpstreamError(upstream: serverName, kind: .protocolViolation, detail: "the response body is larger than \(Self.maxJSONBody >> 20) MB")
                 }
                 logger.warning("upstream request failed", metadata: ["upstream": "\(serverName)", "error": "\(failure)"])
-                throw UpstreamError(upstream: serverName, kind: .unavailable, detail: detail)
+                throw UpstreamError(upstream: serverName, kind: .unavailable, detail: detail, neverSent: neverSent)
             }
         }
         var request = HTTPClientRequest(url: members.urls[member])
@@ -214,19 +219,23 @@ struct HTTPTransport: Sendable {
         } catch {
             if Task.isCancelled { throw CancellationError() }
             logger.warning("upstream request failed", metadata: ["upstream": "\(serverName)", "error": "\(error)"])
-            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: Self.describe(error))
+            let (detail, neverSent) = Self.classify(error)
+            throw UpstreamError(upstream: serverName, kind: .unavailable, detail: detail, neverSent: neverSent)
         }
     }
 
-    static func describe(_ error: any Error) -> String {
+    /// What an AsyncHTTPClient failure means for the client, and whether the request never left
+    /// (no connection). AsyncHTTPClient wraps NIO's connection errors in several types; their
+    /// descriptions are the one stable thing they share, so this reads them once, here.
+    static func classify(_ error: any Error) -> (detail: String, neverSent: Bool) {
         let text = String(describing: error)
-        if text.contains("connectTimeout") { return "connecting timed out" }
-        if text.contains("refused") || text.contains("connectionRefused") || text.contains("ECONNREFUSED") { return "connection refused" }
-        if text.contains("remoteConnectionClosed") { return "the connection was closed" }
+        if text.contains("connectTimeout") { return ("connecting timed out", true) }
+        if text.contains("refused") || text.contains("connectionRefused") || text.contains("ECONNREFUSED") { return ("connection refused", true) }
+        if text.contains("remoteConnectionClosed") { return ("the connection was closed", false) }
         if text.contains("handshake") || text.contains("NIOSSL") || text.contains("certificate") || text.contains("BoringSSL") {
-            return "the TLS handshake failed (is its certificate trusted? see spec.http.tls.caFile)"
+            return ("the TLS handshake failed (is its certificate trusted? see spec.http.tls.caFile)", false)
         }
-        return "the request failed"
+        return ("the request failed", false)
     }
 
     func decode(_ bytes: [UInt8]) throws -> JSONRPCMessage {

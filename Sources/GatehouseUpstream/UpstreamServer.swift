@@ -13,51 +13,52 @@ import Synchronization
 /// the right client. Stateless clients share one pooled upstream session per identity, never
 /// across identities. A stateless upstream needs no sessions at all. Stdio servers are one
 /// shared process (see `StdioUpstream`).
-public final class UpstreamServer: @unchecked Sendable {
+public final class UpstreamServer: Sendable {
     public let config: ServerConfig
     let logger: Logger
     /// Fails requests fast while the upstream keeps failing (`spec.resilience.circuitBreaker`).
     public let breaker: CircuitBreaker?
-    private var inFlight = 0
+
+    private struct State {
+        var inFlight = 0
+        var stopped = false
+        var listFailures = 0
+        var lastError: String?
+    }
+
+    private let state = Mutex(State())
 
     /// Takes a slot of `spec.maxConcurrentRequests`; false when the upstream is at its limit.
     /// Every successful acquire must be followed by one `releaseSlot()`.
     public func acquireSlot() -> Bool {
         guard let limit = config.maxConcurrentRequests else { return true }
-        return lock.withLock {
-            guard inFlight < limit else { return false }
-            inFlight += 1
+        return state.withLock { state in
+            guard state.inFlight < limit else { return false }
+            state.inFlight += 1
             return true
         }
     }
 
     public func releaseSlot() {
         guard config.maxConcurrentRequests != nil else { return }
-        lock.withLock { inFlight = max(0, inFlight - 1) }
+        state.withLock { $0.inFlight = max(0, $0.inFlight - 1) }
     }
 
-    public var slotsInUse: Int { lock.withLock { inFlight } }
-    private let backend: Backend
-    private let lock = NSLock()
-    private var probed: UpstreamInfo?
-    private var stopped = false
-    private var listFailures = 0
-    private var lastError: String?
+    public var slotsInUse: Int { state.withLock { $0.inFlight } }
+    private let backend: any UpstreamBackend
 
-    enum Backend {
-        case http(HTTPTransport)
-        case stdio(StdioUpstream)
-    }
-
-    private let httpClient: HTTPClient
-
-    public init(config: ServerConfig, httpClient: HTTPClient, streamClient: HTTPClient? = nil, logger: Logger) {
+    /// A server reached through `backend` (HTTP, stdio, or an in-process fake in tests).
+    public init(config: ServerConfig, backend: any UpstreamBackend, logger: Logger) {
         self.config = config
-        self.httpClient = httpClient
         self.logger = logger
+        self.backend = backend
         self.breaker = config.resilience.breakerFailures.map {
             CircuitBreaker(failureThreshold: $0, openDuration: .milliseconds(Int64(config.resilience.breakerOpenSeconds * 1000)))
         }
+    }
+
+    /// A server as its config says: HTTP or stdio.
+    public convenience init(config: ServerConfig, httpClient: HTTPClient, streamClient: HTTPClient? = nil, logger: Logger) {
         switch config.transport {
         case .http(let http):
             var transport = HTTPTransport(
@@ -75,119 +76,49 @@ public final class UpstreamServer: @unchecked Sendable {
                 return UpstreamHTTPClient(endpoint: endpoint, connectTimeout: .milliseconds(Int64(config.timeouts.connectSeconds * 1000)),
                                           maxBody: HTTPTransport.maxJSONBody)
             }
-            backend = .http(transport)
+            self.init(config: config, backend: HTTPBackend(config: config, transport: transport, httpClient: httpClient, logger: logger), logger: logger)
         case .stdio(let stdio):
-            backend = .stdio(StdioUpstream(name: config.name, stdio: stdio, timeouts: config.timeouts, logger: logger))
+            self.init(config: config, backend: StdioUpstream(name: config.name, stdio: stdio, timeouts: config.timeouts, logger: logger), logger: logger)
         }
     }
 
     /// What the upstream said about itself; nil until it has been reached.
-    public var info: UpstreamInfo? {
-        switch backend {
-        case .http: return lock.withLock { probed }
-        case .stdio(let stdio): return stdio.currentInfo
-        }
-    }
+    public var info: UpstreamInfo? { backend.currentInfo }
 
     public var isReady: Bool { info != nil }
 
     /// Why the first connection has not succeeded yet, for error messages.
     public var connectProblem: String {
-        lock.withLock { lastError }.map { "\($0); retrying" } ?? "it has not completed its handshake"
+        state.withLock { $0.lastError }.map { "\($0); retrying" } ?? "it has not completed its handshake"
     }
 
     /// The endpoints of an HTTP server and their health (nil for stdio).
-    public var members: UpstreamMembers? {
-        if case .http(let transport) = backend { return transport.members }
-        return nil
-    }
+    public var members: UpstreamMembers? { backend.members }
 
     /// Counts list fan-outs this server was left out of (failed or too slow).
-    public func countListFailure() { lock.withLock { listFailures += 1 } }
-    public var listFailureCount: Int { lock.withLock { listFailures } }
+    public func countListFailure() { state.withLock { $0.listFailures += 1 } }
+    public var listFailureCount: Int { state.withLock { $0.listFailures } }
 
     /// Connects for the first time, retrying with backoff until it works or `shutdown` is called,
     /// then runs the active health checks (`spec.healthCheck`) until shutdown.
     public func start() async {
         var delay = 0.25
-        while !Task.isCancelled, !lock.withLock({ stopped }) {
+        while !Task.isCancelled, !state.withLock({ $0.stopped }) {
             do {
-                let info = try await connect()
+                let info = try await backend.connect()
                 logger.info("upstream ready", metadata: [
                     "upstream": "\(config.name)", "protocol": "\(info.version)",
                     "server": "\(info.serverInfo?["name"]?.stringValue ?? "?")",
                 ])
-                await runHealthChecks()
+                await backend.monitor { [weak self] in self?.state.withLock { $0.stopped } ?? true }
                 return
             } catch {
-                lock.withLock { lastError = (error as? UpstreamError)?.detail ?? "\(error)" }
+                state.withLock { $0.lastError = (error as? UpstreamError)?.detail ?? "\(error)" }
                 logger.warning("upstream not reachable yet", metadata: ["upstream": "\(config.name)", "error": "\(error)", "retry_in": "\(delay)s"])
-                if case .stdio = backend { return }  // StdioUpstream restarts by itself
+                if backend.reconnectsItself { return }
             }
             try? await Task.sleep(for: .seconds(delay))
             delay = min(delay * 2, 10)
-        }
-    }
-
-    /// Probes every member each `intervalSeconds` (concurrently, each bounded by `timeoutSeconds`)
-    /// and marks members unhealthy or healthy after their thresholds.
-    private func runHealthChecks() async {
-        guard let check = config.healthCheck, case .http(let transport) = backend else { return }
-        while !Task.isCancelled, !lock.withLock({ stopped }) {
-            await withTaskGroup(of: Void.self) { group in
-                for index in transport.members.urls.indices {
-                    group.addTask {
-                        let passed = (try? await withTimeout(check.timeoutSeconds, upstream: self.config.name) {
-                            try await self.probe(member: index, transport: transport, path: check.path)
-                        }) ?? false
-                        if let healthy = transport.members.recordCheck(index, passed: passed) {
-                            self.logger.log(level: healthy ? .info : .warning, healthy ? "upstream endpoint healthy again" : "upstream endpoint unhealthy",
-                                            metadata: ["upstream": "\(self.config.name)", "url": "\(DisplayURL.redacted(transport.members.urls[index]))"])
-                        }
-                    }
-                }
-            }
-            try? await Task.sleep(for: .milliseconds(Int64(check.intervalSeconds * 1000)))
-        }
-    }
-
-    /// One active check of one member: an HTTP GET of `path` on its origin (2xx passes), or an
-    /// MCP handshake (`server/discover`, or `initialize` and DELETE of that session).
-    private func probe(member: Int, transport: HTTPTransport, path: String?) async throws -> Bool {
-        if let path {
-            guard var components = URLComponents(string: transport.members.urls[member]) else { return false }
-            components.path = path
-            components.query = nil
-            guard let url = components.string else { return false }
-            var request = HTTPClientRequest(url: url)
-            request.tlsConfiguration = transport.tls
-            let response = try await httpClient.execute(request, timeout: .seconds(Int64(max(1, config.healthCheck?.timeoutSeconds ?? 2))))
-            return (200..<300).contains(response.status.code)
-        }
-        let timeout = config.timeouts.requestSeconds
-        if info?.version.isStateless ?? true, try await HTTPChannel.discover(transport: transport, member: member, probe: true, requestTimeout: timeout) != nil {
-            return true
-        }
-        let channel = try await HTTPChannel.initialize(transport: transport, client: .gateway, member: member, probe: true, requestTimeout: timeout)
-        await channel.close()
-        return true
-    }
-
-    private func connect() async throws -> UpstreamInfo {
-        switch backend {
-        case .stdio(let stdio):
-            return try await stdio.start()
-        case .http(let transport):
-            let timeout = config.timeouts.requestSeconds
-            if let info = try await HTTPChannel.discover(transport: transport, requestTimeout: timeout) {
-                lock.withLock { probed = info }
-                return info
-            }
-            // A session-era server: one handshake to learn its capabilities, then end that session.
-            let channel = try await HTTPChannel.initialize(transport: transport, client: .gateway, requestTimeout: timeout)
-            lock.withLock { probed = channel.info }
-            await channel.close()
-            return channel.info
         }
     }
 
@@ -198,39 +129,19 @@ public final class UpstreamServer: @unchecked Sendable {
         guard let info else {
             throw UpstreamError(upstream: config.name, kind: .notReady, detail: connectProblem)
         }
-        switch backend {
-        case .stdio(let stdio):
-            return try stdio.openChannel()
-        case .http(let transport):
-            let timeout = config.timeouts.requestSeconds
-            if info.version.isStateless {
-                return HTTPChannel(transport: transport, info: info, client: client, sessionID: nil, requestTimeout: timeout)
-            }
-            return try await HTTPChannel.initialize(transport: transport, client: client, requestTimeout: timeout)
-        }
+        return try await backend.channel(for: owner, client: client, info: info)
     }
 
     /// A channel bound to an upstream session opened earlier (possibly by another replica),
     /// or nil when this server has no such sessions (stdio, stateless HTTP, not reachable).
     public func resume(sessionID: String, client: ClientDescription) -> (any UpstreamChannel)? {
-        guard case .http(let transport) = backend, let info, !info.version.isStateless else { return nil }
-        var id = sessionID
-        var member = 0
-        if transport.members.count > 1, let mark = sessionID.firstIndex(of: "~"), let index = Int(sessionID[..<mark]), transport.members.urls.indices.contains(index) {
-            member = index
-            id = String(sessionID[sessionID.index(after: mark)...])
-        }
-        let channel = HTTPChannel(transport: transport, info: info, client: client, sessionID: id, member: member, requestTimeout: config.timeouts.requestSeconds)
-        channel.startListening()
-        return channel
+        guard let info else { return nil }
+        return backend.resume(sessionID: sessionID, client: client, info: info)
     }
 
     public func shutdown() async {
-        lock.withLock { stopped = true }
-        switch backend {
-        case .stdio(let stdio): await stdio.stop()
-        case .http(let transport): for client in transport.lean { client?.closeIdle() }
-        }
+        state.withLock { $0.stopped = true }
+        await backend.shutdown()
     }
 }
 

@@ -38,16 +38,17 @@ public struct UpstreamError: Error, Sendable, CustomStringConvertible {
     public var upstream: String
     public var kind: Kind
     public var detail: String
+    /// The connection was never established, so the request never left: safe to send to
+    /// another endpoint whatever the method. Set where the failure is classified, read by retry
+    /// decisions (never the detail's text).
+    public var neverSent: Bool
 
-    public init(upstream: String, kind: Kind, detail: String) {
+    public init(upstream: String, kind: Kind, detail: String, neverSent: Bool = false) {
         self.upstream = upstream
         self.kind = kind
         self.detail = detail
+        self.neverSent = neverSent && kind == .unavailable
     }
-
-    /// The connection was never established, so the request never left: safe to send to
-    /// another endpoint whatever the method.
-    public var neverSent: Bool { kind == .unavailable && (detail == "connection refused" || detail == "connecting timed out") }
 
     public var description: String {
         switch kind {

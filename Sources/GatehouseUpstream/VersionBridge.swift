@@ -36,21 +36,16 @@ public enum VersionBridge {
         }
     }
 
-    /// Methods whose 2026-07-28 results must say how long they may be cached.
-    static let cacheableMethods: Set<String> = [
-        "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
-    ]
-
     /// Rewrites a final response for the client's revision. Returns an error response instead
     /// when the result cannot be expressed in the client's revision. `method` is the request's.
-    public static func prepareResponse(_ message: JSONRPCMessage, client: ProtocolVersion, method: String?, upstreamName: String) -> JSONRPCMessage {
+    public static func prepareResponse(_ message: JSONRPCMessage, client: ProtocolVersion, method: MCPMethod?, upstreamName: String) -> JSONRPCMessage {
         guard message.kind == .response, case .object(var result)? = message.result else { return message }
         if client.isStateless {
             guard result["resultType"] == nil else { return message }
             result["resultType"] = "complete"
             // A session-era upstream says nothing about caching: the safe answer is "do not
             // cache, and never share across callers".
-            if let method, cacheableMethods.contains(method), result["ttlMs"] == nil {
+            if method?.isCacheable == true, result["ttlMs"] == nil {
                 result["ttlMs"] = 0
                 result["cacheScope"] = "private"
             }

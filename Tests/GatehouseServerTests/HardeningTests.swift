@@ -143,8 +143,8 @@ struct RedactionHardeningTests {
 struct BoundedInputTests {
     @Test("only MCP methods and listed tools become label values")
     func labels() {
-        #expect(MetricLabels.method("tools/call") == "tools/call")
-        #expect(MetricLabels.method(String(repeating: "x", count: 4096)) == "other")
+        #expect(MetricLabels.method(MCPMethod("tools/call")) == "tools/call")
+        #expect(MetricLabels.method(MCPMethod(String(repeating: "x", count: 4096))) == "other")
         #expect(MetricLabels.errorCode(-32601) == "-32601" && MetricLabels.errorCode(12345) == "other")
         #expect(MetricLabels.httpMethod("POST") == "POST" && MetricLabels.httpMethod("BREW") == "other")
         let known = KnownToolNames()
@@ -159,7 +159,7 @@ struct BoundedInputTests {
     func metricsBounded() {
         let metrics = Metrics()
         for i in 0..<3_000 {
-            metrics.increment("gatehouse_requests_total", ["/mcp", MetricLabels.method("m\(i)-" + String(repeating: "x", count: 100)), "s", "", "error"])
+            metrics.increment("gatehouse_requests_total", ["/mcp", MetricLabels.method(MCPMethod("m\(i)-" + String(repeating: "x", count: 100))), "s", "", "error"])
         }
         let text = metrics.render()
         #expect(text.utf8.count < 20_000, "rendered \(text.utf8.count) bytes")

@@ -41,19 +41,19 @@ struct RequestGuardsTests {
 struct AcceptsTests {
     @Test("media types match case-insensitively, anywhere in the list")
     func accepts() {
-        let both = MCPEndpoint.Accepts("Application/JSON, TEXT/Event-Stream")
+        let both = Accepts("Application/JSON, TEXT/Event-Stream")
         #expect(both.json && both.sse)
-        let json = MCPEndpoint.Accepts("application/json;q=0.9")
+        let json = Accepts("application/json;q=0.9")
         #expect(json.json && !json.sse)
-        let wildcard = MCPEndpoint.Accepts("*/*")
+        let wildcard = Accepts("*/*")
         #expect(wildcard.json && wildcard.sse)
-        let textAny = MCPEndpoint.Accepts("text/*")
+        let textAny = Accepts("text/*")
         #expect(!textAny.json && textAny.sse)
-        let none = MCPEndpoint.Accepts("image/png")
+        let none = Accepts("image/png")
         #expect(!none.json && !none.sse)
-        let missing = MCPEndpoint.Accepts(nil)
+        let missing = Accepts(nil)
         #expect(missing.json && missing.sse)
-        #expect(!MCPEndpoint.Accepts("application/jso").json)  // shorter than the pattern
+        #expect(!Accepts("application/jso").json)  // shorter than the pattern
     }
 
     @Test("prefix matching is case-insensitive and anchored")

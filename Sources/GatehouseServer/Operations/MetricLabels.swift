@@ -7,20 +7,9 @@ import Synchronization
 enum MetricLabels {
     static let other = "other"
 
-    /// The methods of every MCP revision Gatehouse serves (2025-03-26 to 2026-07-28).
-    static let methods: Set<String> = [
-        "initialize", "ping", "server/discover", "subscriptions/listen",
-        "tools/list", "tools/call", "prompts/list", "prompts/get",
-        "resources/list", "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
-        "completion/complete", "logging/setLevel", "roots/list", "sampling/createMessage", "elicitation/create",
-        "tasks/get", "tasks/list", "tasks/cancel", "tasks/result",
-        "notifications/initialized", "notifications/cancelled", "notifications/progress", "notifications/message",
-        "notifications/roots/list_changed", "notifications/tools/list_changed", "notifications/prompts/list_changed",
-        "notifications/resources/list_changed", "notifications/resources/updated", "notifications/elicitation/complete",
-        "notifications/tasks/status",
-    ]
-
-    static func method(_ name: String) -> String { methods.contains(name) ? name : other }
+    /// A method as a label: the methods of every MCP revision Gatehouse serves (2025-03-26 to
+    /// 2026-07-28) by name, anything else `other`.
+    static func method(_ method: MCPMethod) -> String { method.isKnown ? method.name : other }
 
     /// A JSON-RPC error code: the reserved range (-32768 to -32000) as is, anything else `other`.
     static func errorCode(_ code: Int) -> String { (-32768 ... -32000).contains(code) ? String(code) : other }

@@ -83,6 +83,14 @@ final class Metrics: Sendable {
         }
     }
 
+    /// A series' current value (0 when it has none yet); for a histogram, its count.
+    func value(_ name: String, _ labels: [String]) -> Double {
+        series.withLock { all in
+            guard let series = all[name]?[labels] else { return 0 }
+            return series.bucketCounts.isEmpty ? series.value : Double(series.count)
+        }
+    }
+
     func addCollector(_ collector: @escaping @Sendable () -> [(name: String, labels: [String], value: Double)]) {
         collectors.withLock { $0.append(collector) }
     }

@@ -59,7 +59,7 @@ final class GatewayPolicy: Sendable {
     // MARK: Phase 2: Rego, per MCP request
 
     /// The input document (docs/policy.md "The input document").
-    func input(caller: Caller, method: String, phase: String, server: String?, name: String?, uri: String?, arguments: JSONValue?,
+    func input(caller: Caller, method: MCPMethod, phase: String, server: String?, name: String?, uri: String?, arguments: JSONValue?,
                tool: JSONValue?, protocolVersion: String, session: Bool) -> Value
     {
         var object = facts(caller: caller, server: server, now: Date())
@@ -94,17 +94,17 @@ final class GatewayPolicy: Sendable {
         ]
     }
 
-    func request(method: String, phase: String, server: String?, name: String?, uri: String?, arguments: JSONValue?,
+    func request(method: MCPMethod, phase: String, server: String?, name: String?, uri: String?, arguments: JSONValue?,
                  protocolVersion: String, session: Bool) -> Value
     {
         var request: [Value: Value] = [
-            .string("method"): .string(method), .string("phase"): .string(phase), .string("protocol_version"): .string(protocolVersion),
+            .string("method"): .string(method.name), .string("phase"): .string(phase), .string("protocol_version"): .string(protocolVersion),
             .string("session"): .bool(session),
         ]
         if let server { request[.string("server")] = .string(server) }
         if let name { request[.string("name")] = .string(name) }
-        if method == "tools/call", let name { request[.string("tool")] = .string(name) }
-        if method == "prompts/get", let name { request[.string("prompt")] = .string(name) }
+        if method == .toolsCall, let name { request[.string("tool")] = .string(name) }
+        if method == .promptsGet, let name { request[.string("prompt")] = .string(name) }
         if let uri { request[.string("resource")] = .string(uri) }
         request[.string("arguments")] = arguments.map(Value.init(json:)) ?? .object([:])
         return .object(request)
@@ -116,27 +116,28 @@ final class GatewayPolicy: Sendable {
     {
         guard let engine else { return PolicyDecision(allow: true) }
         let started = ContinuousClock.now
-        let method = message.method ?? ""
+        let method = message.mcpMethod ?? .other("")
         let arguments = message.params?["arguments"]
         let (decision, version) = engine.decide(input(caller: caller, method: method, phase: "call", server: server, name: name, uri: uri,
                                                       arguments: arguments, tool: tool, protocolVersion: protocolVersion, session: session))
         metrics.increment("gatehouse_policy_decisions_total", ["request", decision.failed ? "error" : decision.allow ? "allow" : "deny"])
         metrics.observe("gatehouse_policy_evaluation_seconds", ["request"], Metrics.seconds(since: started))
-        audit.record(.init(endpoint: caller.endpoint, identity: caller.summary, method: method, server: server, target: name ?? uri,
+        audit.record(.init(endpoint: caller.endpoint, identity: caller.summary, method: method.name, server: server, target: name ?? uri,
                            requestID: message.id, arguments: arguments, clientIP: caller.clientIP, decision: decision.allow ? "allow" : "deny",
                            reasons: decision.reasons, stage: "request", policyVersion: version, evaluationMicros: Self.micros(since: started)))
         return decision
     }
 
-    static let listItems: [String: (call: String, key: String, field: String)] = [
-        "tools/list": ("tools/call", "tools", "name"), "prompts/list": ("prompts/get", "prompts", "name"),
-        "resources/list": ("resources/read", "resources", "uri"), "resources/templates/list": ("resources/read", "resourceTemplates", "uriTemplate"),
+    /// For each list method: the call each item stands for, the result's key, the item's name field.
+    static let listItems: [MCPMethod: (call: MCPMethod, key: String, field: String)] = [
+        .toolsList: (.toolsCall, "tools", "name"), .promptsList: (.promptsGet, "prompts", "name"),
+        .resourcesList: (.resourcesRead, "resources", "uri"), .resourceTemplatesList: (.resourcesRead, "resourceTemplates", "uriTemplate"),
     ]
 
     /// Keeps the list items the caller may use (as if calling each without arguments).
-    func filterItems(_ items: [JSONValue], listMethod: String, server: String, caller: Caller, protocolVersion: String, session: Bool) -> (kept: [JSONValue], hidden: Int) {
+    func filterItems(_ items: [JSONValue], listMethod: MCPMethod, server: String, caller: Caller, protocolVersion: String, session: Bool) -> (kept: [JSONValue], hidden: Int) {
         guard let engine, let spec = Self.listItems[listMethod] else { return (items, 0) }
-        if listMethod == "tools/list" { remember(tools: items, server: server) }
+        if listMethod == .toolsList { remember(tools: items, server: server) }
         let version = engine.version
         let now = Date()
         // Everything but the item is the same for the whole list: build it (and its clock-free
@@ -150,7 +151,7 @@ final class GatewayPolicy: Sendable {
             let isURI = spec.field != "name"
             let request = request(method: spec.call, phase: "list", server: server, name: isURI ? nil : name, uri: isURI ? name : nil,
                                   arguments: nil, protocolVersion: protocolVersion, session: session)
-            let tool = listMethod == "tools/list" ? Value(json: item) : Value.null
+            let tool = listMethod == .toolsList ? Value(json: item) : Value.null
             let key = ItemKey(version: version, facts: factsKey, request: request, tool: tool)
             let cached = itemDecisions.withLock { cache -> Bool? in
                 guard let entry = cache[key], now.timeIntervalSince(entry.at) < Self.itemTTL else { return nil }

@@ -1,0 +1,24 @@
+import MCPWire
+
+/// Step 2: federation routing. Decides which server a request goes to, under that server's own
+/// names (`Federation.route`), before policy sees it, so policy decides on what the request will
+/// really reach. Unknown names, URIs and methods are refused here.
+struct RouteStep: RequestStep {
+    let federation: Federation
+
+    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
+        var exchange = exchange
+        exchange.target = try await federation.route(exchange.request, channels: exchange.channels)
+        let server: String? = switch exchange.target {
+        case .server(let index, _): federation.servers[index].config.name
+        case .fanOutList: "*"
+        case .broadcast, .unrouted: nil
+        }
+        let index = exchange.serverIndex
+        exchange.record.update {
+            $0.server = server
+            $0.serverIndex = index
+        }
+        return try await next(exchange)
+    }
+}

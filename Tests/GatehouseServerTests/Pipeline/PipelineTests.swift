@@ -1,0 +1,307 @@
+import GatehouseUpstream
+import HTTPTypes
+import MCPWire
+import Testing
+@testable import GatehouseServer
+
+/// The whole request path, in process, with fake upstreams: what a client sends, what it gets
+/// back, and what reached the servers. Each test builds its own endpoint (no shared state).
+
+private let tool = #"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#
+
+@Suite("Request path: bad input at the edge")
+struct PipelineEdgeTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var name: String
+        var body: String
+        var headers: [String: String] = [:]
+        var contentType: String? = "application/json"
+        var accept: String? = "application/json, text/event-stream"
+        var method: HTTPRequest.Method = .post
+        var status: Int
+        var code: Int
+        var says: String
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "Accept lists neither JSON nor SSE", body: tool, accept: "text/html", status: 406, code: -32600, says: "Accept"),
+        Case(name: "no Content-Type", body: tool, contentType: nil, status: 415, code: -32600, says: "application/json"),
+        Case(name: "Content-Type text/plain", body: tool, contentType: "text/plain", status: 415, code: -32600, says: "application/json"),
+        Case(name: "Content-Type application/jsonx", body: tool, contentType: "application/jsonx", status: 415, code: -32600, says: "application/json"),
+        Case(name: "invalid JSON", body: "{\"jsonrpc\":", status: 400, code: -32700, says: "Parse error"),
+        Case(name: "empty body", body: "", status: 400, code: -32700, says: "Parse error"),
+        Case(name: "trailing garbage", body: tool + "x", status: 400, code: -32700, says: "Parse error"),
+        Case(name: "nesting too deep", body: String(repeating: "[", count: 300) + String(repeating: "]", count: 300), status: 400, code: -32600, says: "maxJSONDepth"),
+        Case(name: "a JSON string", body: "\"hello\"", status: 400, code: -32600, says: "JSON object"),
+        Case(name: "no jsonrpc member", body: #"{"id":1,"method":"ping"}"#, status: 400, code: -32600, says: "jsonrpc"),
+        Case(name: "jsonrpc 1.0", body: #"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, status: 400, code: -32600, says: "2.0"),
+        Case(name: "method not a string", body: #"{"jsonrpc":"2.0","id":1,"method":5}"#, status: 400, code: -32600, says: "method"),
+        Case(name: "params an array", body: #"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[]}"#, status: 400, code: -32600, says: "params"),
+        Case(name: "id null", body: #"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#, status: 400, code: -32600, says: "id"),
+        Case(name: "id a float", body: #"{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}"#, status: 400, code: -32600, says: "id"),
+        Case(name: "neither method nor result", body: #"{"jsonrpc":"2.0","id":1}"#, status: 400, code: -32600, says: "method"),
+        Case(name: "error without code", body: #"{"jsonrpc":"2.0","id":1,"error":{"message":"x"}}"#, status: 400, code: -32600, says: "code"),
+        Case(name: "batch outside 2025-03-26", body: "[\(tool)]", status: 400, code: -32600, says: "one message per POST"),
+        Case(name: "unknown MCP-Protocol-Version", body: tool, headers: ["MCP-Protocol-Version": "1999-01-01"], status: 400, code: -32022, says: "1999-01-01"),
+        Case(name: "missing Mcp-Session-Id", body: tool, status: 400, code: -32600, says: "initialize"),
+        Case(name: "unknown session", body: tool, headers: ["Mcp-Session-Id": "not-a-session"], status: 404, code: -32600, says: "Session not found"),
+        Case(name: "PUT", body: tool, method: .put, status: 405, code: -32600, says: "POST"),
+        Case(name: "GET without a session", body: "", method: .get, status: 400, code: -32600, says: "Mcp-Session-Id"),
+        Case(name: "GET in 2026-07-28", body: "", headers: ["MCP-Protocol-Version": "2026-07-28"], method: .get, status: 405, code: -32600, says: "subscriptions/listen"),
+        Case(name: "DELETE without a session", body: "", method: .delete, status: 400, code: -32600, says: "Mcp-Session-Id"),
+        Case(name: "DELETE an unknown session", body: "", headers: ["Mcp-Session-Id": "nope"], method: .delete, status: 404, code: -32600, says: "Session not found"),
+        Case(name: "Host not allowed", body: tool, headers: ["Host": "evil.example"], status: 403, code: -32600, says: "allowedHosts"),
+        Case(name: "Origin not allowed", body: tool, headers: ["Origin": "https://evil.example"], status: 403, code: -32600, says: "allowedOrigins"),
+    ]
+
+    @Test(arguments: cases)
+    func refused(_ c: Case) async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let answer = try await harness.send(c.method, body: c.body, headers: c.headers, contentType: c.contentType, accept: c.accept)
+        #expect(answer.status == c.status, "\(answer.text)")
+        #expect(answer.code == c.code, "\(answer.text)")
+        #expect(answer.error?["message"]?.stringValue?.contains(c.says) == true, "\(answer.text)")
+        #expect(harness.fakes["demo"]!.requests.isEmpty, "nothing reached the server")
+        // The gateway keeps serving.
+        let session = try await harness.initialize()
+        #expect(try await harness.tool(session, "echo").status == 200)
+    }
+
+    @Test("a body over maxBodyBytes is refused with the limit and its key")
+    func tooLarge() async throws {
+        let harness = try await PipelineHarness("  limits: {maxBodyBytes: 1024}\n", servers: [FakeServer(name: "demo")])
+        let big = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":""# + String(repeating: "a", count: 2000) + "\"}}}"
+        let answer = try await harness.post(big)
+        #expect(answer.status == 413 && answer.code == -32600)
+        #expect(answer.error?["message"]?.stringValue?.contains("spec.limits.maxBodyBytes") == true)
+    }
+
+    struct ParamsCase: Sendable, CustomTestStringConvertible {
+        var method: String
+        var params: String
+        var says: String
+        var testDescription: String { "\(method) \(params)" }
+    }
+
+    static let paramsCases: [ParamsCase] = [
+        ParamsCase(method: "tools/call", params: "{}", says: "params.name"),
+        ParamsCase(method: "tools/call", params: #"{"name":5}"#, says: "params.name"),
+        ParamsCase(method: "tools/call", params: #"{"name":"echo","arguments":[1]}"#, says: "arguments"),
+        ParamsCase(method: "tools/call", params: #"{"name":"echo","arguments":"x"}"#, says: "arguments"),
+        ParamsCase(method: "prompts/get", params: "{}", says: "params.name"),
+        ParamsCase(method: "resources/read", params: "{}", says: "params.uri"),
+        ParamsCase(method: "resources/read", params: #"{"uri":{}}"#, says: "params.uri"),
+        ParamsCase(method: "resources/subscribe", params: "{}", says: "params.uri"),
+        ParamsCase(method: "resources/unsubscribe", params: "{}", says: "params.uri"),
+        ParamsCase(method: "completion/complete", params: "{}", says: "params.ref"),
+        ParamsCase(method: "completion/complete", params: #"{"ref":"x"}"#, says: "params.ref"),
+    ]
+
+    @Test("params a known method cannot use are -32602 naming the request, in both eras", arguments: paramsCases)
+    func invalidParams(_ c: ParamsCase) async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize()
+        let answer = try await harness.send(body: #"{"jsonrpc":"2.0","id":"r1","method":"\#(c.method)","params":\#(c.params)}"#,
+                                            headers: ["Mcp-Session-Id": session])
+        #expect(answer.code == -32602, "\(answer.text)")
+        #expect(answer.json?["id"] == "r1")
+        #expect(answer.error?["message"]?.stringValue?.contains(c.says) == true, "\(answer.text)")
+        #expect(harness.fakes["demo"]!.requests.isEmpty)
+    }
+}
+
+@Suite("Request path: both eras")
+struct PipelineEraTests {
+    @Test("a session: initialize, list, call, ping, notifications, DELETE", arguments: ["2025-03-26", "2025-06-18", "2025-11-25"])
+    func session(_ version: String) async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize(version)
+        let list = try await harness.call(session, "tools/list", version: version)
+        #expect(list.result?["tools"]?.arrayValue?.count == FakeServer.standardTools.count)
+        let call = try await harness.tool(session, "echo", arguments: ["text": "hello"])
+        #expect(call.status == 200 && call.result?["content"]?[0]?["text"] == "demo: hello")
+        #expect(call.json?["id"] == 1, "the client's id comes back")
+        #expect(try await harness.call(session, "ping", id: 9).json?["result"] == .object([:]))
+        let note = try await harness.send(body: #"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#, headers: ["Mcp-Session-Id": session])
+        #expect(note.status == 202)
+        #expect(harness.fakes["demo"]!.notifications.map(\.method) == ["notifications/roots/list_changed"])
+        let initialized = try await harness.send(body: #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, headers: ["Mcp-Session-Id": session])
+        #expect(initialized.status == 202 && harness.fakes["demo"]!.notifications.count == 1, "the gateway ran the upstream handshake itself")
+        let again = try await harness.send(body: #"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{}}"#, headers: ["Mcp-Session-Id": session])
+        let fresh = again.headers[HTTPField.Name("Mcp-Session-Id")!]
+        #expect(again.status == 200 && fresh != nil && fresh != session, "initialize always starts a new session")
+        #expect(try await harness.send(.delete, body: "", headers: ["Mcp-Session-Id": session]).status == 204)
+        #expect(try await harness.tool(session, "echo").status == 404, "an ended session is not found")
+    }
+
+    @Test("a session's version header must match the negotiated one")
+    func versionMismatch() async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize("2025-06-18")
+        let answer = try await harness.call(session, "tools/list", version: "2025-11-25")
+        #expect(answer.status == 400 && answer.error?["message"]?.stringValue?.contains("does not match") == true)
+    }
+
+    @Test("2025-03-26 batches: each request takes the path; bad items get their own errors")
+    func batchesIn20250326() async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize("2025-03-26")
+        let batch = "[" + [
+            #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}"#,
+            #"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+            #"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{}}"#,
+            #"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#,
+            #"{"id":4}"#,
+        ].joined(separator: ",") + "]"
+        let answer = try await harness.send(body: batch, headers: ["Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-03-26"])
+        let answers = answer.json?.arrayValue ?? []
+        #expect(answer.status == 200 && answers.count == 4, "\(answer.text)")
+        #expect(answers[0]["result"]?["content"]?[0]?["text"] == "demo: a")
+        #expect(answers[1]["result"] == .object([:]))
+        #expect(answers[2]["error"]?["code"] == -32602)
+        #expect(answers[3]["error"]?["code"] == -32600)
+        #expect(harness.fakes["demo"]!.notifications.count == 1)
+        let empty = try await harness.send(body: "[]", headers: ["Mcp-Session-Id": session])
+        #expect(empty.status == 400 && empty.error?["message"]?.stringValue?.contains("empty batch") == true)
+    }
+
+    @Test("2026-07-28: discover, ping, call, list, with the header rules")
+    func stateless() async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let discover = try await harness.stateless("server/discover")
+        #expect(discover.result?["resultType"] == "complete")
+        #expect(discover.result?["supportedVersions"]?.arrayValue?.contains("2026-07-28") == true)
+        #expect(try await harness.stateless("ping").result?["resultType"] == "complete")
+        let call = try await harness.stateless("tools/call", params: ["name": "echo", "arguments": ["text": "x"]], name: "echo")
+        #expect(call.status == 200 && call.result?["content"]?[0]?["text"] == "demo: x")
+        #expect(call.result?["resultType"] == "complete", "a session-era server's answer is bridged")
+        let list = try await harness.stateless("tools/list")
+        #expect(list.result?["ttlMs"] == 0 && list.result?["cacheScope"] == "private", "nothing said about caching: private, not cached")
+        #expect(harness.fakes["demo"]!.channelsOpened == 1, "one pooled upstream session per identity")
+    }
+
+    struct HeaderCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        var headers: [String: String]
+        var code: Int
+        var testDescription: String { name }
+    }
+
+    static let headerCases: [HeaderCase] = [
+        HeaderCase(name: "Mcp-Method differs", headers: ["Mcp-Method": "tools/list"], code: -32020),
+        HeaderCase(name: "Mcp-Name differs", headers: ["Mcp-Name": "other"], code: -32020),
+        HeaderCase(name: "version header differs from _meta", headers: ["MCP-Protocol-Version": "2025-11-25"], code: -32020),
+    ]
+
+    @Test("2026-07-28 header/body mismatches are -32020 and reach no server", arguments: headerCases)
+    func headerMismatch(_ c: HeaderCase) async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let answer = try await harness.stateless("tools/call", params: ["name": "echo"], name: "echo", headers: c.headers)
+        #expect(answer.status == 400 && answer.code == c.code, "\(answer.text)")
+        #expect(harness.fakes["demo"]!.requests.isEmpty)
+    }
+
+    @Test("2026-07-28: an unknown method is HTTP 404 with -32601; responses and notifications")
+    func statelessEdges() async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let unknown = try await harness.stateless("nonsense/method")
+        #expect(unknown.status == 404 && unknown.code == -32601)
+        let response = try await harness.send(body: #"{"jsonrpc":"2.0","id":1,"result":{},"params":{}}"#, headers: ["MCP-Protocol-Version": "2026-07-28"])
+        #expect(response.status == 400)
+    }
+}
+
+@Suite("Request path: federation")
+struct PipelineFederationTests {
+    func two(_ spec: String = "", pageSize: Int? = nil) async throws -> PipelineHarness {
+        try await PipelineHarness(spec, servers: [FakeServer(name: "a", pageSize: pageSize), FakeServer(name: "b", pageSize: pageSize)])
+    }
+
+    @Test("lists merge in server order under prefixed names; calls reach the owner under its own name")
+    func namesAndRouting() async throws {
+        let harness = try await two()
+        let session = try await harness.initialize()
+        let names = try await harness.call(session, "tools/list").result?["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue }
+        #expect(names == FakeServer.standardTools.map { "a__" + $0["name"]!.stringValue! } + FakeServer.standardTools.map { "b__" + $0["name"]!.stringValue! })
+        let call = try await harness.tool(session, "b__echo", arguments: ["text": "to b"])
+        #expect(call.result?["content"]?[0]?["text"] == "b: to b")
+        #expect(harness.fakes["b"]!.requests.last?.params?["name"] == "echo")
+        #expect(harness.fakes["a"]!.requests.allSatisfy { $0.method == "tools/list" })
+    }
+
+    @Test("pages of several servers merge under one cursor until every server is done")
+    func pages() async throws {
+        let harness = try await two(pageSize: 2)
+        let session = try await harness.initialize()
+        var cursor: String?
+        var names: [String] = []
+        for _ in 0..<10 {
+            var params: JSONObject = [:]
+            if let cursor { params["cursor"] = .string(cursor) }
+            let page = try await harness.call(session, "tools/list", params: params)
+            names += page.result?["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+            cursor = page.result?["nextCursor"]?.stringValue
+            if cursor == nil { break }
+        }
+        #expect(names.count == 2 * FakeServer.standardTools.count && Set(names).count == names.count)
+        let damaged = try await harness.call(session, "tools/list", params: ["cursor": "garbage"])
+        #expect(damaged.code == -32602 && damaged.error?["message"]?.stringValue?.contains("cursor") == true)
+    }
+
+    @Test("unknown names, URIs and methods are refused without reaching a server")
+    func unknowns() async throws {
+        let harness = try await two()
+        let session = try await harness.initialize()
+        let before = harness.fakes["a"]!.requests.count + harness.fakes["b"]!.requests.count
+        #expect(try await harness.tool(session, "nope").error?["message"] == "Unknown tool: nope")
+        let lists = harness.fakes["a"]!.requests.count + harness.fakes["b"]!.requests.count - before
+        #expect(try await harness.call(session, "resources/read", params: ["uri": "file:///x"]).code == -32602)
+        #expect(try await harness.call(session, "custom/thing").code == -32601)
+        #expect(harness.fakes["a"]!.requests.count + harness.fakes["b"]!.requests.count - before == lists, "only lists, to learn names")
+    }
+
+    @Test("resource URIs are exposed with the server's prefix and read from their owner")
+    func resources() async throws {
+        let harness = try await two()
+        let session = try await harness.initialize()
+        let uris = try await harness.call(session, "resources/list").result?["resources"]?.arrayValue?.compactMap { $0["uri"]?.stringValue } ?? []
+        #expect(uris.count == 2)
+        let read = try await harness.call(session, "resources/read", params: ["uri": .string(uris[1])])
+        #expect(read.result?["contents"]?[0]?["text"] == "contents of file:///b/readme", "\(read.text)")
+        #expect(read.result?["contents"]?[0]?["uri"]?.stringValue == uris[1], "the answer names the URI the client knows")
+    }
+
+    @Test("prompts and completions go to their owner; logging/setLevel to every server")
+    func promptsAndBroadcast() async throws {
+        let harness = try await two()
+        let session = try await harness.initialize()
+        _ = try await harness.call(session, "prompts/list")
+        let prompt = try await harness.call(session, "prompts/get", params: ["name": "a__greet"])
+        #expect(prompt.result?["messages"]?[0]?["content"]?["text"] == "hello from a")
+        let completion = try await harness.call(session, "completion/complete", params: ["ref": ["type": "ref/prompt", "name": "b__greet"], "argument": ["name": "x", "value": ""]])
+        #expect(completion.result?["completion"]?["values"]?.arrayValue?.count == 2)
+        #expect(harness.fakes["b"]!.requests.last?.params?["ref"]?["name"] == "greet")
+        #expect(try await harness.call(session, "logging/setLevel", params: ["level": "debug"]).result == .object([:]))
+        #expect(harness.fakes["a"]!.requests.last?.method == "logging/setLevel" && harness.fakes["b"]!.requests.last?.method == "logging/setLevel")
+    }
+
+    @Test("a failing server is left out of a list and named in _meta")
+    func serverLeftOut() async throws {
+        let harness = try await two()
+        let session = try await harness.initialize()
+        harness.fakes["b"]!.fail(next: 1)
+        let list = try await harness.call(session, "tools/list")
+        #expect(list.result?["tools"]?.arrayValue?.count == FakeServer.standardTools.count)
+        #expect(list.result?["_meta"]?["gatehouse/unavailableServers"] == ["b"])
+    }
+
+    @Test("the same tool name on two servers without prefixes is an error that says what to set")
+    func collision() async throws {
+        let harness = try await PipelineHarness("  endpoints:\n    - path: /mcp\n      naming: {prefix: never}\n",
+                                                servers: [FakeServer(name: "a"), FakeServer(name: "b")])
+        let session = try await harness.initialize()
+        let list = try await harness.call(session, "tools/list")
+        #expect(list.code == -32603 && list.error?["message"]?.stringValue?.contains("naming.prefix") == true, "\(list.text)")
+    }
+}
