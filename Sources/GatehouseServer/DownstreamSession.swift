@@ -3,48 +3,42 @@ import GatehouseAuth
 import GatehouseUpstream
 import MCPWire
 import NIOCore
+import Synchronization
 
 /// A session-era client's session (`Mcp-Session-Id`), bound to its own upstream channels.
-final class DownstreamSession: @unchecked Sendable {
-    /// Set once, before the session is stored (a sealed id is known only after its upstream
-    /// sessions are open).
-    private(set) var id: String
+/// Fully built before anything can see it: its id (sealed around its upstream sessions) and its
+/// channels are fixed at creation; what changes is in one `Mutex`.
+final class DownstreamSession: Sendable {
+    let id: String
     let version: ProtocolVersion
     let identity: Identity
     let client: ClientDescription
-    /// Assigned once, right after creation (the channel set's callbacks refer to the session).
-    private(set) var channels: ChannelSet!
+    let channels: ChannelSet
 
-    private let lock = NSLock()
-    private var lastSeen: ContinuousClock.Instant
-    private var activeRequests = 0
-    /// The open standalone GET stream, if any.
-    private var stream: AsyncStream<[UInt8]>.Continuation?
-    private var streamGeneration = 0
-    /// Messages that arrived while no GET stream was open (bounded).
-    private var backlog: [[UInt8]] = []
+    private struct State {
+        var lastSeen: ContinuousClock.Instant = .now
+        var activeRequests = 0
+        /// The open standalone GET stream, if any.
+        var stream: AsyncStream<[UInt8]>.Continuation?
+        var streamGeneration = 0
+        /// Messages that arrived while no GET stream was open (bounded).
+        var backlog: [[UInt8]] = []
+        /// Server-to-client requests relayed to the client: the id the client saw -> the server
+        /// that asked and its own id. Ids from different servers never collide on the client side.
+        var outbound: [String: (server: Int, id: JSONValue)] = [:]
+        var nextOutbound = 0
+        /// The client's requests in flight -> the server handling each (for cancellation).
+        var inFlight: [String: Int] = [:]
+    }
+
+    private let state = Mutex(State())
     static let maxBacklog = 256
 
-    /// Server-to-client requests relayed to the client: the id the client saw -> the server
-    /// that asked and its own id. Ids from different servers never collide on the client side.
-    private var outbound: [String: (server: Int, id: JSONValue)] = [:]
-    private var nextOutbound = 0
-    /// The client's requests in flight -> the server handling each (for cancellation).
-    private var inFlight: [String: Int] = [:]
-
-    init(id: String, version: ProtocolVersion, identity: Identity, client: ClientDescription) {
+    init(id: String, version: ProtocolVersion, identity: Identity, client: ClientDescription, channels: ChannelSet) {
         self.id = id
         self.version = version
         self.identity = identity
         self.client = client
-        self.lastSeen = .now
-    }
-
-    func assign(id: String) {
-        self.id = id
-    }
-
-    func attach(_ channels: ChannelSet) {
         self.channels = channels
     }
 
@@ -52,19 +46,20 @@ final class DownstreamSession: @unchecked Sendable {
     /// the answer must go.
     func mapOutbound(_ request: JSONRPCMessage, server: Int) -> JSONRPCMessage {
         guard let original = request.id else { return request }
-        var copy = request
-        lock.withLock {
-            nextOutbound += 1
-            let id = JSONValue.string("gh-\(server)-\(nextOutbound)")
-            outbound[id.idKey] = (server, original)
-            copy.id = id
+        let id = state.withLock { state -> JSONValue in
+            state.nextOutbound += 1
+            let id = JSONValue.string("gh-\(server)-\(state.nextOutbound)")
+            state.outbound[id.idKey] = (server, original)
+            return id
         }
+        var copy = request
+        copy.id = id
         return copy
     }
 
     /// The server that asked, and the answer with that server's own id restored.
     func resolveInbound(_ response: JSONRPCMessage) -> (server: Int, message: JSONRPCMessage)? {
-        guard let id = response.id, let target = lock.withLock({ outbound.removeValue(forKey: id.idKey) }) else { return nil }
+        guard let id = response.id, let target = state.withLock({ $0.outbound.removeValue(forKey: id.idKey) }) else { return nil }
         var copy = response
         copy.id = target.id
         return (target.server, copy)
@@ -72,58 +67,58 @@ final class DownstreamSession: @unchecked Sendable {
 
     func track(_ request: JSONRPCMessage, server: Int) {
         guard let id = request.id else { return }
-        lock.withLock { inFlight[id.idKey] = server }
+        state.withLock { $0.inFlight[id.idKey] = server }
     }
 
     func untrack(_ request: JSONRPCMessage) {
         guard let id = request.id else { return }
-        _ = lock.withLock { inFlight.removeValue(forKey: id.idKey) }
+        _ = state.withLock { $0.inFlight.removeValue(forKey: id.idKey) }
     }
 
     func server(handling requestID: JSONValue) -> Int? {
-        lock.withLock { inFlight[requestID.idKey] }
+        state.withLock { $0.inFlight[requestID.idKey] }
     }
 
     func touch() {
-        lock.withLock { lastSeen = .now }
+        state.withLock { $0.lastSeen = .now }
     }
 
     func beginRequest() {
-        lock.withLock {
-            activeRequests += 1
-            lastSeen = .now
+        state.withLock {
+            $0.activeRequests += 1
+            $0.lastSeen = .now
         }
     }
 
     func endRequest() {
-        lock.withLock {
-            activeRequests -= 1
-            lastSeen = .now
+        state.withLock {
+            $0.activeRequests -= 1
+            $0.lastSeen = .now
         }
     }
 
-    var hasStream: Bool { lock.withLock { stream != nil } }
+    var hasStream: Bool { state.withLock { $0.stream != nil } }
 
-    /// Idle: no request in flight, no open stream, nothing seen for `timeout`.
     /// How long the session has gone unused; nil while a request or its stream is open.
     func idleTime(now: ContinuousClock.Instant) -> Duration? {
-        lock.withLock { activeRequests == 0 && stream == nil ? now - lastSeen : nil }
+        state.withLock { $0.activeRequests == 0 && $0.stream == nil ? now - $0.lastSeen : nil }
     }
 
+    /// Idle: no request in flight, no open stream, nothing seen for `timeout`.
     func isIdle(longerThan timeout: Duration, now: ContinuousClock.Instant) -> Bool {
-        lock.withLock { activeRequests == 0 && stream == nil && now - lastSeen > timeout }
+        state.withLock { $0.activeRequests == 0 && $0.stream == nil && now - $0.lastSeen > timeout }
     }
 
     /// A message from the upstream that belongs to no request: onto the GET stream, or kept
     /// until one opens.
     func deliver(_ message: JSONRPCMessage) {
         let frame = SSEEncoder.message(message.bytes)
-        lock.withLock {
-            if let stream {
+        state.withLock { state in
+            if let stream = state.stream {
                 stream.yield(frame)
             } else {
-                if backlog.count >= Self.maxBacklog { backlog.removeFirst() }
-                backlog.append(frame)
+                if state.backlog.count >= Self.maxBacklog { state.backlog.removeFirst() }
+                state.backlog.append(frame)
             }
         }
     }
@@ -131,24 +126,23 @@ final class DownstreamSession: @unchecked Sendable {
     /// Opens the standalone stream; a newer GET replaces an older one.
     func openStream(keepAlive: Duration) -> AsyncStream<[UInt8]> {
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let (previous, generation) = lock.withLock { () -> (AsyncStream<[UInt8]>.Continuation?, Int) in
-            let previous = self.stream
-            self.stream = continuation
-            streamGeneration += 1
-            for frame in backlog { continuation.yield(frame) }
-            backlog = []
-            lastSeen = .now
-            return (previous, streamGeneration)
+        let (previous, generation) = state.withLock { state -> (AsyncStream<[UInt8]>.Continuation?, Int) in
+            let previous = state.stream
+            state.stream = continuation
+            state.streamGeneration += 1
+            for frame in state.backlog { continuation.yield(frame) }
+            state.backlog = []
+            state.lastSeen = .now
+            return (previous, state.streamGeneration)
         }
         previous?.finish()
         let ticker = KeepAlive.start(continuation, every: keepAlive)
         continuation.onTermination = { [weak self] _ in
             ticker.cancel()
-            guard let self else { return }
-            self.lock.withLock {
-                if self.streamGeneration == generation {
-                    self.stream = nil
-                    self.lastSeen = .now
+            self?.state.withLock { state in
+                if state.streamGeneration == generation {
+                    state.stream = nil
+                    state.lastSeen = .now
                 }
             }
         }
@@ -157,9 +151,9 @@ final class DownstreamSession: @unchecked Sendable {
 
     /// Ends the standalone stream (session closed or gateway shutting down).
     func closeStream() {
-        let stream = lock.withLock { () -> AsyncStream<[UInt8]>.Continuation? in
-            defer { self.stream = nil }
-            return self.stream
+        let stream = state.withLock { state -> AsyncStream<[UInt8]>.Continuation? in
+            defer { state.stream = nil }
+            return state.stream
         }
         stream?.finish()
     }

@@ -24,9 +24,6 @@ extension MCPEndpoint {
         case .answer(let answer):
             session?.endRequest()
             return Self.withHeaders(finalJSON(answer, exchange: exchange), exchange.record.current.responseHeaders)
-        case .response(let response):
-            session?.endRequest()
-            return response
         case .stream(let stream):
             stream.onEnd { _ in session?.endRequest() }
             guard exchange.accepts.sse else {
@@ -45,7 +42,6 @@ extension MCPEndpoint {
         do {
             switch try await requestPipeline.run(exchange) {
             case .answer(let answer): return bridged(answer, exchange: exchange)
-            case .response: return GatewayError.internal.answer(id: exchange.id)
             case .stream(let stream): return bridged(await drain(stream, exchange: exchange, reason: "requests inside a batch cannot be answered"), exchange: exchange)
             }
         } catch {

@@ -22,9 +22,10 @@ extension MCPEndpoint {
     func resume(_ sessionID: String, context: GatewayRequestContext) -> DownstreamSession? {
         let identity = context.identity
         guard !sessions.wasEnded(sessionID), let contents = sealer.open(sessionID), contents.identity == identity.channelKey else { return nil }
-        let session = DownstreamSession(id: sessionID, version: contents.version, identity: identity, client: contents.client)
-        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: SessionID.generate()), client: contents.client, session: session)
-        session.attach(channels)
+        let link = SessionLink()
+        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: SessionID.generate()), client: contents.client, link: link)
+        let session = DownstreamSession(id: sessionID, version: contents.version, identity: identity, client: contents.client, channels: channels)
+        bind(session, to: link)
         for (index, server) in servers.enumerated() {
             guard let upstreamID = contents.upstreamSessions[server.config.name],
                 let channel = server.resume(sessionID: upstreamID, client: contents.client)
@@ -64,10 +65,8 @@ extension MCPEndpoint {
             clientInfo: params["clientInfo"]?.objectValue ?? ["name": "unknown", "version": "0"],
             capabilities: params["capabilities"]?.objectValue ?? [:])
         guard sessions.count < sessions.maxSessions else { throw .tooManySessions }
-        let ownerKey = SessionID.generate()
-        let session = DownstreamSession(id: ownerKey, version: version, identity: identity, client: client)
-        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: ownerKey), client: client, session: session)
-        session.attach(channels)
+        let link = SessionLink()
+        let channels = makeChannels(owner: ChannelOwner(identity: identity.channelKey, downstreamSession: SessionID.generate()), client: client, link: link)
         let (opened, firstError) = await openAll(channels)
         guard opened > 0, let offer else {
             await channels.close()
@@ -78,7 +77,8 @@ extension MCPEndpoint {
             if let id = channel.upstreamSessionID { upstreamSessions[servers[index].config.name] = id }
         }
         let sessionID = sealer.seal(.init(version: version, identity: identity.channelKey, client: client, upstreamSessions: upstreamSessions))
-        session.assign(id: sessionID)
+        let session = DownstreamSession(id: sessionID, version: version, identity: identity, client: client, channels: channels)
+        bind(session, to: link)
         switch sessions.insert(session, caller: sessionCaller(context)) {
         case .inserted(let evicted):
             if let evicted {

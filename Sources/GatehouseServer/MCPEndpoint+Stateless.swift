@@ -94,18 +94,15 @@ extension MCPEndpoint {
     /// the listen streams.
     func statelessChannels(for identity: Identity) -> ChannelSet {
         let owner = ChannelOwner(identity: identity.channelKey, downstreamSession: nil)
-        return statelessChannels.channels(for: owner) { makeChannels(owner: owner, client: .gateway, session: nil) }
+        return statelessChannels.channels(for: owner) { makeChannels(owner: owner, client: .gateway, link: nil) }
     }
 
     /// A channel set for one client, routing what servers send outside requests.
-    func makeChannels(owner: ChannelOwner, client: ClientDescription, session: DownstreamSession?) -> ChannelSet {
-        let sessionRef = WeakSession(session)
-        let isSession = session != nil
-        return ChannelSet(servers: servers, owner: owner, client: client) { [hub, logger, federation] index, channel in
+    func makeChannels(owner: ChannelOwner, client: ClientDescription, link: SessionLink?) -> ChannelSet {
+        ChannelSet(servers: servers, owner: owner, client: client) { [hub, logger, federation] index, channel in
             channel.setUnsolicitedHandler { [weak channel] message in
-                if isSession {
-                    guard let session = sessionRef.session else { return }
-                    session.deliver(federation.mapFromServer(message, server: index, session: session))
+                if let link {
+                    link.deliver(message, server: index) { federation.mapFromServer($0, server: $1, session: $2) }
                 } else if message.kind == .request, let id = message.id {
                     // A 2026-07-28 client cannot be asked out of band (MRTR is not bridged yet).
                     logger.notice("refusing a server-to-client request for a stateless client", metadata: ["method": "\(message.method ?? "")"])
@@ -115,6 +112,11 @@ extension MCPEndpoint {
                 }
             }
         }
+    }
+
+    /// Binds a new session to its channels' link (what arrived before goes to it now).
+    func bind(_ session: DownstreamSession, to link: SessionLink) {
+        link.bind(session) { federation.mapFromServer($0, server: $1, session: $2) }
     }
 
     private func listen(_ message: MCPMessage, identity: Identity, offer: Offer, accepts: Accepts) async throws(GatewayError) -> Response {

@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import MCPWire
 import NIOCore
+import Synchronization
 
 /// The MCP endpoint: Streamable HTTP for every revision from 2025-03-26 to 2026-07-28.
 ///
@@ -210,19 +211,50 @@ final class MCPEndpoint: Sendable {
     }
 }
 
-/// A weak reference that can cross into `@Sendable` callbacks.
-final class WeakSession: @unchecked Sendable {
-    weak var session: DownstreamSession?
-    init(_ session: DownstreamSession?) { self.session = session }
+/// How a session's channels reach the session: what servers send outside requests goes to it
+/// once it is bound, and is kept (bounded) until then — a session is created only after its
+/// upstream sessions are open, because its id is sealed around theirs.
+final class SessionLink: Sendable {
+    private struct State {
+        weak var session: DownstreamSession?
+        var bound = false
+        var early: [(message: JSONRPCMessage, server: Int)] = []
+    }
+
+    private let state = Mutex(State())
+
+    var session: DownstreamSession? { state.withLock { $0.session } }
+
+    /// Delivers to the session, or keeps the message until the session is bound.
+    func deliver(_ message: JSONRPCMessage, server: Int, map: (JSONRPCMessage, Int, DownstreamSession) -> JSONRPCMessage) {
+        let session = state.withLock { state -> DownstreamSession? in
+            if !state.bound {
+                if state.early.count < DownstreamSession.maxBacklog { state.early.append((message, server)) }
+                return nil
+            }
+            return state.session
+        }
+        if let session { session.deliver(map(message, server, session)) }
+    }
+
+    /// Binds the session and hands it what arrived before.
+    func bind(_ session: DownstreamSession, map: (JSONRPCMessage, Int, DownstreamSession) -> JSONRPCMessage) {
+        let early = state.withLock { state -> [(message: JSONRPCMessage, server: Int)] in
+            state.session = session
+            state.bound = true
+            defer { state.early = [] }
+            return state.early
+        }
+        for (message, server) in early { session.deliver(map(message, server, session)) }
+    }
 }
 
 /// Pooled channel sets of stateless clients, one per identity (never shared across identities).
-final class StatelessChannels: @unchecked Sendable {
-    private let lock = NSLock()
-    private var channels: [String: ChannelSet] = [:]
+final class StatelessChannels: Sendable {
+    private let channels = Mutex<[String: ChannelSet]>([:])
 
     func channels(for owner: ChannelOwner, make: () -> ChannelSet) -> ChannelSet {
-        lock.withLock {
+        channels.withLock { channels in
             if let existing = channels[owner.identity] { return existing }
             let created = make()
             channels[owner.identity] = created
@@ -231,7 +263,7 @@ final class StatelessChannels: @unchecked Sendable {
     }
 
     func removeAll() -> [ChannelSet] {
-        lock.withLock {
+        channels.withLock { channels in
             defer { channels = [:] }
             return Array(channels.values)
         }

@@ -6,7 +6,8 @@ import Testing
 @Suite("Session state")
 struct SessionTests {
     func session(_ id: String = SessionID.generate()) -> DownstreamSession {
-        DownstreamSession(id: id, version: .v2025_11_25, identity: .anonymous, client: .gateway)
+        DownstreamSession(id: id, version: .v2025_11_25, identity: .anonymous, client: .gateway,
+                          channels: ChannelSet(servers: [], owner: ChannelOwner(identity: "t", downstreamSession: id), client: .gateway) { _, _ in })
     }
 
     @Test("messages wait for the GET stream, bounded, and arrive in order when it opens")

@@ -1,5 +1,4 @@
 import GatehouseUpstream
-import Hummingbird
 import MCPWire
 import Synchronization
 
@@ -86,8 +85,6 @@ enum Outcome: Sendable {
     /// The final answer, finished (names mapped, lists filtered, redacted); bridged to the
     /// client's revision when it is written.
     case answer(JSONRPCMessage)
-    /// An HTTP answer built whole by the step that answered (a session's start, a listen stream).
-    case response(Response)
     /// What the upstream sends while it works, then its answer: relayed as it arrives.
     case stream(AnswerStream)
 }

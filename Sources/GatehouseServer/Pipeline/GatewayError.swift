@@ -186,7 +186,7 @@ enum GatewayError: Error, Sendable {
         switch self {
         case .internal: .error
         case .upstream, .circuitOpen: .warning
-        case .hostOrOrigin, .pipelineDenied, .tooManySessions, .callerSessionsFull: .notice
+        case .hostOrOrigin, .tooManySessions, .callerSessionsFull: .notice
         default: .debug
         }
     }

@@ -108,6 +108,11 @@ struct PipelineEdgeTests {
         #expect(answer.json?["id"] == "r1")
         #expect(answer.error?["message"]?.stringValue?.contains(c.says) == true, "\(answer.text)")
         #expect(harness.fakes["demo"]!.requests.isEmpty)
+        // The same request from a 2026-07-28 client.
+        let params = try #require(try JSONParser.parse(Array(c.params.utf8)).objectValue)
+        let stateless = try await harness.stateless(c.method, id: 5, params: params)
+        #expect(stateless.code == -32602 && stateless.json?["id"] == 5, "\(stateless.text)")
+        #expect(harness.fakes["demo"]!.requests.isEmpty)
     }
 }
 
@@ -303,5 +308,63 @@ struct PipelineFederationTests {
         let session = try await harness.initialize()
         let list = try await harness.call(session, "tools/list")
         #expect(list.code == -32603 && list.error?["message"]?.stringValue?.contains("naming.prefix") == true, "\(list.text)")
+    }
+}
+
+@Suite("Request path: upstream failures")
+struct PipelineUpstreamFailureTests {
+    struct Failure: Sendable, CustomTestStringConvertible {
+        var kind: UpstreamError.Kind
+        var reason: String
+        var testDescription: String { reason }
+    }
+
+    static let failures: [Failure] = [
+        Failure(kind: .unavailable, reason: "upstream_unavailable"),
+        Failure(kind: .timeout, reason: "upstream_timeout"),
+        Failure(kind: .protocolViolation, reason: "upstream_protocol_error"),
+        Failure(kind: .notReady, reason: "upstream_not_ready"),
+    ]
+
+    @Test("an upstream failure is a -32603 naming the upstream and the reason, in both eras", arguments: failures)
+    func mapped(_ failure: Failure) async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize()
+        _ = try await harness.call(session, "tools/list")  // a listed tool's name may be a label
+        harness.fakes["demo"]!.fail(next: 1, with: failure.kind)
+        let answer = try await harness.tool(session, "echo")
+        #expect(answer.status == 200 && answer.code == -32603 && answer.reason == failure.reason, "\(answer.text)")
+        #expect(answer.error?["data"]?["gatehouse"]?["upstream"] == "demo")
+        #expect(answer.error?["message"]?.stringValue?.contains("'demo'") == true)
+        #expect(harness.counter("gatehouse_requests_total", ["/mcp", "tools/call", "demo", "echo", "error"]) == 1, "failures are counted")
+        harness.fakes["demo"]!.fail(next: 1, with: failure.kind)
+        let stateless = try await harness.stateless("tools/call", params: ["name": "echo"], name: "echo")
+        #expect(stateless.code == -32603 && stateless.reason == failure.reason)
+        #expect(try await harness.tool(session, "echo").status == 200, "the next request goes through")
+    }
+
+    @Test("an ended upstream session ends the client's session; a pooled one is replaced once")
+    func sessionExpired() async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize()
+        harness.fakes["demo"]!.fail(next: 1, with: .sessionExpired)
+        let answer = try await harness.tool(session, "echo")
+        #expect(answer.status == 404, "the client must initialize again: \(answer.text)")
+        #expect(try await harness.tool(session, "echo").status == 404)
+        harness.fakes["demo"]!.fail(next: 1, with: .sessionExpired)
+        let stateless = try await harness.stateless("tools/call", params: ["name": "echo", "arguments": ["text": "again"]], name: "echo")
+        #expect(stateless.result?["content"]?[0]?["text"] == "demo: again", "\(stateless.text)")
+    }
+
+    @Test("a refused request does not keep its session busy (it can still idle out)")
+    func refusedRequestsEnd() async throws {
+        let harness = try await PipelineHarness("  rateLimits:\n    - {name: calls, key: [identity], requestsPerSecond: 0.001, burst: 1, methods: [tools/call]}\n",
+                                                servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize()
+        _ = try await harness.tool(session, "echo")
+        #expect(try await harness.tool(session, "echo").status == 429)
+        #expect(try await harness.tool(session, "no such", id: 3).code != nil)
+        let stored = try #require(harness.endpoint.sessions.get(session))
+        #expect(stored.idleTime(now: .now) != nil, "no request is still counted as in flight")
     }
 }

@@ -28,8 +28,6 @@ struct ObserveStep: RequestStep {
         case .answer(let answer):
             let (result, errorType) = Self.outcome(of: answer)
             finish(exchange, outcome: result, errorType: errorType)
-        case .response(let response):
-            finish(exchange, outcome: response.status.code < 400 ? "ok" : "error", errorType: response.status.code < 400 ? "" : String(response.status.code))
         case .stream(let stream):
             let exchange = exchange
             stream.onEnd { end in
