@@ -75,9 +75,9 @@ final class MCPEndpoint: Sendable {
         self.requestPipeline = RequestPipeline(RequestPipeline.steps(
             observe: ObserveStep(endpointPath: endpoint.path, metrics: metrics, tracer: tracer, knownTools: knownTools, policy: policy),
             route: RouteStep(federation: federation),
-            authorize: PolicyStep(policy: policy, federation: federation),
-            rateLimit: RateLimitStep(rateLimiter: limiter, federation: federation, metrics: metrics),
-            concurrency: ConcurrencyStep(federation: federation, metrics: metrics),
+            authorize: policy?.engine == nil ? nil : PolicyStep(policy: policy, federation: federation),
+            rateLimit: limiter.map { RateLimitStep(rateLimiter: $0, federation: federation, metrics: metrics) },
+            concurrency: servers.contains { $0.config.maxConcurrentRequests != nil } ? ConcurrencyStep(federation: federation, metrics: metrics) : nil,
             relay: RelayStep(federation: federation, finisher: finisher, policy: policy, metrics: metrics, logger: logger) { session in
                 if sessions.remove(session.id) != nil { await MCPEndpoint.end(session, logger: logger) }
             }))
@@ -92,8 +92,7 @@ final class MCPEndpoint: Sendable {
             AuthenticationStep(authGate: authGate, tracing: tracer != nil, readsClientCertificates: config.listen.tls?.clientCAFile != nil) { request, context in
                 Caller.of(request, context: context, endpoint: endpointPath, readsFacts: readsPolicy, trustedProxies: trustedProxies)
             },
-            MatchPipelineStep(policy: policy, logger: logger),
-        ])
+        ] + (policy?.pipeline == nil ? [] : [MatchPipelineStep(policy: policy, logger: logger)]))
     }
 
     /// True when a replacement endpoint with these servers can take over this one's sessions.

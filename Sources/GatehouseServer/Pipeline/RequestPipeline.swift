@@ -26,24 +26,35 @@ protocol RequestStep: Sendable {
 /// authentication, the match pipeline, Accept/Content-Type/size checks, parse and decode, era
 /// dispatch; after them, the answer written as JSON or SSE in the client's revision.
 struct RequestPipeline: Sendable {
-    /// The rest of the path after a step (not stored: each request walks the list).
+    /// The rest of the path after a step.
     typealias Next = (Exchange) async throws(GatewayError) -> Outcome
+    private typealias Chain = @Sendable (Exchange) async throws(GatewayError) -> Outcome
 
-    let steps: [any RequestStep]
+    /// The steps composed once, when the endpoint is built: a request costs one call per step.
+    private let chain: Chain
 
     init(_ steps: [any RequestStep]) {
-        self.steps = steps
+        var next: Chain = { _ throws(GatewayError) in throw GatewayError.internal }  // the last step answers
+        for step in steps.reversed() {
+            let inner = next
+            next = { exchange throws(GatewayError) in try await step.handle(exchange, next: inner) }
+        }
+        chain = next
     }
 
-    /// Runs the request through the steps from `index` on; the last step answers.
-    func run(_ exchange: Exchange, from index: Int = 0) async throws(GatewayError) -> Outcome {
-        guard index < steps.count else { throw .internal }
-        return try await steps[index].handle(exchange) { exchange throws(GatewayError) in try await run(exchange, from: index + 1) }
+    func run(_ exchange: Exchange) async throws(GatewayError) -> Outcome {
+        try await chain(exchange)
     }
 
-    /// The path of an endpoint, in order.
-    static func steps(observe: ObserveStep, route: RouteStep, authorize: PolicyStep, rateLimit: RateLimitStep,
-                      concurrency: ConcurrencyStep, relay: RelayStep) -> [any RequestStep] {
-        [observe, route, authorize, rateLimit, concurrency, relay]
+    /// The path of an endpoint, in order. A step whose feature the endpoint does not use (no
+    /// policy, no rate limits, no concurrency limits) is left out rather than run to do nothing.
+    static func steps(observe: ObserveStep, route: RouteStep, authorize: PolicyStep?, rateLimit: RateLimitStep?,
+                      concurrency: ConcurrencyStep?, relay: RelayStep) -> [any RequestStep] {
+        var steps: [any RequestStep] = [observe, route]
+        if let authorize { steps.append(authorize) }
+        if let rateLimit { steps.append(rateLimit) }
+        if let concurrency { steps.append(concurrency) }
+        steps.append(relay)
+        return steps
     }
 }

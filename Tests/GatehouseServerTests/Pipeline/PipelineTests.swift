@@ -368,3 +368,70 @@ struct PipelineUpstreamFailureTests {
         #expect(stored.idleTime(now: .now) != nil, "no request is still counted as in flight")
     }
 }
+
+@Suite("Request path: every method, every era, one server and federated")
+struct PipelineMatrixTests {
+    enum Era: String, CaseIterable, Sendable {
+        case v20250326 = "2025-03-26", v20250618 = "2025-06-18", v20251125 = "2025-11-25", v20260728 = "2026-07-28"
+    }
+
+    struct Call: Sendable {
+        var method: String
+        /// Params with `%` where the federated endpoint's exposed prefix goes.
+        var params: @Sendable (_ prefix: String) -> JSONObject
+        var name: String?
+        /// What reached server `b` (the owner) must say.
+        var check: @Sendable (JSONRPCMessage) -> Bool
+        var answer: @Sendable (JSONValue) -> Bool
+    }
+
+    static let calls: [String: Call] = [
+        "tools/call": Call(method: "tools/call", params: { ["name": .string($0 + "echo"), "arguments": ["text": "m"]] }, name: "echo",
+                           check: { $0.params?["name"] == "echo" }, answer: { $0["content"]?[0]?["text"] == "b: m" }),
+        "prompts/get": Call(method: "prompts/get", params: { ["name": .string($0 + "greet")] }, name: "greet",
+                            check: { $0.params?["name"] == "greet" }, answer: { $0["messages"]?[0]?["content"]?["text"] == "hello from b" }),
+        "resources/read": Call(method: "resources/read", params: { ["uri": .string(($0.isEmpty ? "" : "b+") + "file:///b/readme")] }, name: "file:///b/readme",
+                               check: { $0.params?["uri"] == "file:///b/readme" }, answer: { $0["contents"]?[0]?["text"] == "contents of file:///b/readme" }),
+        "completion/complete": Call(method: "completion/complete", params: { ["ref": ["type": "ref/prompt", "name": .string($0 + "greet")], "argument": ["name": "a", "value": ""]] },
+                                    check: { $0.params?["ref"]?["name"] == "greet" }, answer: { $0["completion"]?["values"]?.arrayValue?.count == 2 }),
+        "tools/list": Call(method: "tools/list", params: { _ in [:] }, check: { $0.method == "tools/list" },
+                           answer: { ($0["tools"]?.arrayValue?.count ?? 0) >= FakeServer.standardTools.count }),
+        "prompts/list": Call(method: "prompts/list", params: { _ in [:] }, check: { $0.method == "prompts/list" },
+                             answer: { ($0["prompts"]?.arrayValue?.count ?? 0) >= 1 }),
+        "resources/list": Call(method: "resources/list", params: { _ in [:] }, check: { $0.method == "resources/list" },
+                               answer: { ($0["resources"]?.arrayValue?.count ?? 0) >= 1 }),
+        "logging/setLevel": Call(method: "logging/setLevel", params: { _ in ["level": "info"] }, check: { $0.params?["level"] == "info" },
+                                 answer: { _ in true }),
+    ]
+
+    static let arguments: [(Era, Bool, String)] = Era.allCases.flatMap { era in
+        [false, true].flatMap { federated in calls.keys.sorted().map { (era, federated, $0) } }
+    }
+
+    @Test("forwarded to its owner under the owner's names, answered in the client's revision", arguments: arguments)
+    func method(_ era: Era, _ federated: Bool, _ key: String) async throws {
+        let call = Self.calls[key]!
+        let servers = federated ? [FakeServer(name: "a"), FakeServer(name: "b")] : [FakeServer(name: "b")]
+        let harness = try await PipelineHarness(servers: servers)
+        let prefix = federated ? "b__" : ""
+        let answer: PipelineHarness.Answer
+        if era == .v20260728 {
+            let name: String? = switch key {
+            case "tools/call", "prompts/get": prefix + call.name!
+            case "resources/read": (federated ? "b+" : "") + call.name!
+            default: nil
+            }
+            answer = try await harness.stateless(call.method, params: call.params(prefix), name: name)
+        } else {
+            let session = try await harness.initialize(era.rawValue)
+            answer = try await harness.call(session, call.method, id: 42, params: call.params(prefix))
+        }
+        #expect(answer.status == 200, "\(answer.text)")
+        let result = try #require(answer.result, "\(answer.text)")
+        #expect(call.answer(result), "\(answer.text)")
+        #expect(answer.json?["id"] == (era == .v20260728 ? 1 : 42))
+        #expect((result["resultType"] == "complete") == (era == .v20260728), "resultType only for 2026-07-28 clients")
+        let reached = harness.fakes["b"]!.requests.filter { $0.method == call.method }
+        #expect(!reached.isEmpty && reached.allSatisfy(call.check), "what reached the owner: \(reached.map { JSONWriter.string(.object($0.object)) })")
+    }
+}

@@ -14,9 +14,7 @@ struct ObserveStep: RequestStep {
 
     func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
         var exchange = exchange
-        if let tracer {
-            exchange.span = startServerSpan(exchange, tracer: tracer)
-        }
+        if let tracer { exchange.span = startServerSpan(exchange, tracer: tracer) }
         let outcome: Outcome
         do {
             outcome = try await next(exchange)
