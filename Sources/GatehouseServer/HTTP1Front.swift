@@ -72,8 +72,19 @@ struct GatehouseHTTP1Channel: ServerChildChannel {
         }
     }
 
-    /// Answers the connection's requests one after another, in order, until it closes.
+    /// Answers the connection's requests one after another, in order, until it closes. When
+    /// the client goes away, the request still being answered is cancelled (its upstream
+    /// request with it, which frees its concurrency slot): one child task per connection
+    /// serves, and the connection's close cancels it.
     func handle(value connection: Value, logger: Logger) async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.serve(connection, logger: logger) }
+            try? await connection.channel.closeFuture.get()
+            group.cancelAll()
+        }
+    }
+
+    private func serve(_ connection: Value, logger: Logger) async {
         await withTaskCancellationHandler {
             do {
                 while let request = try await connection.next() {

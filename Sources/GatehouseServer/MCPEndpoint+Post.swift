@@ -105,15 +105,27 @@ extension MCPEndpoint {
     /// JSON-RPC batches: only revision 2025-03-26 allows them. Each request takes the same path
     /// as a single one, its answer collected.
     private func batch(_ items: [JSONValue], request: Request, context: GatewayRequestContext, accepts: Accepts) async throws(GatewayError) -> Response {
-        let found = request.headers.value(.mcpSessionID).flatMap { sessions.get($0) }
-        if let found, found.identity.channelKey != context.identity.channelKey { throw .sessionNotFound }
+        var found: DownstreamSession?
+        if let sessionID = request.headers.value(.mcpSessionID) {
+            // The same checks as a single message's: an unknown session is 404 (initialize again).
+            guard SessionID.isWellFormed(sessionID), let session = sessions.get(sessionID) ?? resume(sessionID, context: context),
+                session.identity.channelKey == context.identity.channelKey
+            else { throw .sessionNotFound }
+            found = session
+        }
         guard let session = found, session.version.allowsBatches else {
             let revision = found?.version.rawValue ?? request.headers.value(.mcpProtocolVersion) ?? "this session's revision"
             throw .invalidRequest("JSON-RPC batches are not allowed in \(revision); send one message per POST (batches exist only in 2025-03-26 sessions)")
         }
+        if let versionHeader = request.headers.value(.mcpProtocolVersion), versionHeader != session.version.rawValue {
+            throw .badRequest("MCP-Protocol-Version '\(versionHeader)' does not match the session's negotiated version '\(session.version.rawValue)'")
+        }
+        session.touch()
         guard !items.isEmpty else { throw .invalidRequest("empty batch") }
         var answers: [JSONRPCMessage] = []
         for item in items {
+            // The client went away: the rest of the batch is not worth the upstreams' time.
+            if Task.isCancelled { break }
             let rpc: JSONRPCMessage
             do {
                 rpc = try JSONRPCMessage(validating: item)
@@ -131,6 +143,8 @@ extension MCPEndpoint {
             switch message.body {
             case .request(.ping):
                 answers.append(.response(id: message.id ?? .null, result: .object([:])))
+            case .request(.initialize):
+                answers.append(GatewayError.invalidRequest("initialize cannot be part of a batch; send it alone, without Mcp-Session-Id").answer(id: message.id))
             case .request:
                 var exchange = sessionExchange(message, session: session, context: context, accepts: accepts)
                 exchange.collectOnly = true

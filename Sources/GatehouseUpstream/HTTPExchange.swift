@@ -121,7 +121,8 @@ final class HTTPExchange: @unchecked Sendable {
                 // session, so a pooled one is reopened on another endpoint and a client's
                 // session ends (it re-initializes) instead of failing forever.
                 members.end(index, .failure)
-                throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "its endpoint \(members.urls[index]) cannot be reached (\(error.detail))")
+                throw UpstreamError(upstream: serverName, kind: .sessionExpired, detail: "the endpoint of its session cannot be reached (\(error.detail))",
+                                    operatorDetail: "endpoint \(DisplayURL.redacted(members.urls[index]))")
             } catch {
                 if !probe { members.end(index, error is CancellationError ? .neutral : .failure) }
                 throw error
@@ -194,7 +195,8 @@ final class HTTPExchange: @unchecked Sendable {
             // say where it points, so the config can name the final URL.
             if (300..<400).contains(status.code), let location = reply.headers.first(name: "location") {
                 throw UpstreamError(upstream: serverName, kind: .unavailable,
-                                    detail: "it answered HTTP \(status.code) redirecting to \(location.prefix(200)); redirects are not followed, put the final URL in spec.http.url")
+                                    detail: "it answered HTTP \(status.code), a redirect; redirects are not followed, put the final URL in spec.http.url (the gateway log names the target)",
+                                    operatorDetail: "redirecting to \(Self.withoutQuery(location))")
             }
             throw UpstreamError(upstream: serverName, kind: .unavailable, detail: "it answered HTTP \(status.code)")
         }
@@ -219,5 +221,14 @@ final class HTTPExchange: @unchecked Sendable {
         }
         let failed = status.code >= 500 || (error as? UpstreamError)?.kind == .unavailable
         transport.members.end(member, error is CancellationError ? .neutral : failed ? .failure : .success)
+    }
+}
+
+extension HTTPExchange {
+    /// A redirect target for the log: its query (which may carry credentials) and user info
+    /// removed, at most 200 characters.
+    static func withoutQuery(_ location: String) -> String {
+        let base = location.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        return String(DisplayURL.redacted(base).prefix(200))
     }
 }

@@ -109,7 +109,8 @@ public final class StdioUpstream: @unchecked Sendable {
         do {
             try process.run()
         } catch {
-            throw UpstreamError(upstream: name, kind: .unavailable, detail: "cannot start '\(stdio.command)': \(error.localizedDescription)")
+            throw UpstreamError(upstream: name, kind: .unavailable, detail: "its command could not be started (the gateway log says why)",
+                                operatorDetail: "cannot start '\(stdio.command)': \(error.localizedDescription)")
         }
         let writer = StdinWriter(handle: stdinPipe.fileHandleForWriting, limit: Self.stdinQueueLimit,
                                  stallTimeout: timeouts.requestSeconds) { [weak self] in self?.stalled(generation: generation) }
@@ -153,7 +154,8 @@ public final class StdioUpstream: @unchecked Sendable {
             let base = stdio.workingDirectory.map { URL(fileURLWithPath: $0) }
             let url = stdio.command.hasPrefix("/") ? URL(fileURLWithPath: stdio.command) : URL(fileURLWithPath: stdio.command, relativeTo: base)
             guard FileManager.default.isExecutableFile(atPath: url.path) else {
-                throw UpstreamError(upstream: name, kind: .unavailable, detail: "command '\(stdio.command)' is not an executable file")
+                throw UpstreamError(upstream: name, kind: .unavailable, detail: "its command is not an executable file (the gateway log names it)",
+                                    operatorDetail: "command '\(stdio.command)' is not an executable file")
             }
             return url.path
         }
@@ -161,7 +163,8 @@ public final class StdioUpstream: @unchecked Sendable {
             let path = "\(dir)/\(stdio.command)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        throw UpstreamError(upstream: name, kind: .unavailable, detail: "command '\(stdio.command)' was not found in PATH")
+        throw UpstreamError(upstream: name, kind: .unavailable, detail: "its command was not found in PATH (the gateway log names it)",
+                            operatorDetail: "command '\(stdio.command)' was not found in PATH")
     }
 
     // MARK: Traffic
@@ -337,7 +340,9 @@ public final class StdioUpstream: @unchecked Sendable {
                 _ = try await self.launch()
                 self.logger.info("stdio upstream restarted", metadata: ["upstream": "\(self.name)"])
             } catch {
-                self.logger.error("stdio upstream restart failed", metadata: ["upstream": "\(self.name)", "error": "\(error)"])
+                self.logger.error("stdio upstream restart failed", metadata: [
+                    "upstream": "\(self.name)", "error": "\(error)", "operator_detail": "\((error as? UpstreamError)?.operatorDetail ?? "")",
+                ])
                 self.terminateCurrent()
                 self.scheduleRestart(reason: "\(error)")
             }

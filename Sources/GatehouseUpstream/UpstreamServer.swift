@@ -114,7 +114,9 @@ public final class UpstreamServer: Sendable {
                 return
             } catch {
                 state.withLock { $0.lastError = (error as? UpstreamError)?.detail ?? "\(error)" }
-                logger.warning("upstream not reachable yet", metadata: ["upstream": "\(config.name)", "error": "\(error)", "retry_in": "\(delay)s"])
+                var metadata: Logger.Metadata = ["upstream": "\(config.name)", "error": "\(error)", "retry_in": "\(delay)s"]
+                if let hidden = (error as? UpstreamError)?.operatorDetail { metadata["operator_detail"] = "\(hidden)" }
+                logger.warning("upstream not reachable yet", metadata: metadata)
                 if backend.reconnectsItself { return }
             }
             try? await Task.sleep(for: .seconds(delay))

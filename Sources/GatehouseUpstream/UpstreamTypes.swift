@@ -42,12 +42,16 @@ public struct UpstreamError: Error, Sendable, CustomStringConvertible {
     /// another endpoint whatever the method. Set where the failure is classified, read by retry
     /// decisions (never the detail's text).
     public var neverSent: Bool
+    /// What only the operator may see (paths, internal URLs): logged, never in `description`,
+    /// which clients get.
+    public var operatorDetail: String?
 
-    public init(upstream: String, kind: Kind, detail: String, neverSent: Bool = false) {
+    public init(upstream: String, kind: Kind, detail: String, neverSent: Bool = false, operatorDetail: String? = nil) {
         self.upstream = upstream
         self.kind = kind
         self.detail = detail
         self.neverSent = neverSent && kind == .unavailable
+        self.operatorDetail = operatorDetail
     }
 
     public var description: String {

@@ -127,6 +127,9 @@ public struct JSONRPCMessage: Sendable, Equatable {
             guard let id, Self.usableID(id) != nil else {
                 throw JSONRPCEnvelopeError(message: "a response needs the id of its request")
             }
+            guard object["error"] == nil else {
+                throw JSONRPCEnvelopeError(message: "a response has \"result\" or \"error\", not both", id: Self.usableID(id))
+            }
             self.kind = .response
         } else if let error = object["error"] {
             guard let errorObject = error.objectValue, errorObject["code"]?.intValue != nil,

@@ -187,6 +187,13 @@ public enum MCPRequest: Sendable, Equatable {
             }
             return value
         }
+        func cursor() throws(MCPParamsError) -> String? {
+            switch params?["cursor"] {
+            case nil, .null?: return nil
+            case .string(let cursor)?: return cursor
+            default: throw MCPParamsError(message: "Invalid params: \(method.name) needs params.cursor to be a string (the nextCursor of the previous page)")
+            }
+        }
         func arguments() throws(MCPParamsError) -> JSONObject? {
             guard let value = params?["arguments"] else { return nil }
             guard let object = value.objectValue else {
@@ -200,12 +207,18 @@ public enum MCPRequest: Sendable, Equatable {
         case .ping: self = .ping
         case .discover: self = .discover
         case .listen: self = .listen
-        case .toolsList: self = .toolsList(cursor: params?["cursor"]?.stringValue)
-        case .promptsList: self = .promptsList(cursor: params?["cursor"]?.stringValue)
-        case .resourcesList: self = .resourcesList(cursor: params?["cursor"]?.stringValue)
-        case .resourceTemplatesList: self = .resourceTemplatesList(cursor: params?["cursor"]?.stringValue)
+        case .toolsList: self = .toolsList(cursor: try cursor())
+        case .promptsList: self = .promptsList(cursor: try cursor())
+        case .resourcesList: self = .resourcesList(cursor: try cursor())
+        case .resourceTemplatesList: self = .resourceTemplatesList(cursor: try cursor())
         case .toolsCall: self = .toolsCall(name: try string("name"), arguments: try arguments())
-        case .promptsGet: self = .promptsGet(name: try string("name"), arguments: try arguments())
+        case .promptsGet:
+            let arguments = try arguments()
+            // Prompt arguments are strings (the schema's `{[key: string]: string}`).
+            if let arguments, arguments.contains(where: { $0.value.stringValue == nil }) {
+                throw MCPParamsError(message: "Invalid params: prompts/get needs every params.arguments value to be a string")
+            }
+            self = .promptsGet(name: try string("name"), arguments: arguments)
         case .resourcesRead: self = .resourcesRead(uri: try string("uri"))
         case .resourcesSubscribe: self = .resourcesSubscribe(uri: try string("uri"))
         case .resourcesUnsubscribe: self = .resourcesUnsubscribe(uri: try string("uri"))
@@ -218,10 +231,17 @@ public enum MCPRequest: Sendable, Equatable {
             case "ref/resource": self = .complete(ref: ref["uri"]?.stringValue.map { .resource(uri: $0) } ?? .other)
             default: self = .complete(ref: .other)
             }
-        case .setLoggingLevel: self = .setLoggingLevel
+        case .setLoggingLevel:
+            guard let level = params?["level"]?.stringValue, Self.loggingLevels.contains(level) else {
+                throw MCPParamsError(message: "Invalid params: logging/setLevel needs params.level, one of \(Self.loggingLevels.joined(separator: ", "))")
+            }
+            self = .setLoggingLevel
         default: self = .other(method: method)
         }
     }
+
+    /// The syslog levels of `logging/setLevel` (RFC 5424), lowest first.
+    public static let loggingLevels = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
     /// Decodes a request message.
     public init(_ message: JSONRPCMessage) throws(MCPParamsError) {

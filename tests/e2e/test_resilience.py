@@ -129,3 +129,44 @@ async def test_concurrency_limit_refuses_at_once_and_frees_the_slot(scratch_dir:
                 assert after.status_code == 200 and after.json()["result"]["content"][0]["text"] == "free again", after.text
     finally:
         proc.stop()
+
+
+async def test_a_client_that_gives_up_frees_its_slot(scratch_dir: Path) -> None:
+    """A client that closes its connection while a slow call runs (no event written yet) gets
+    its request cancelled upstream, and the concurrency slot is free again at once, not when
+    the upstream would have answered (9 s later here)."""
+    import anyio
+
+    require_binary(GATEHOUSE_BIN, "gatehouse")
+    port = free_port()
+    gateway = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Gateway", "metadata": {"name": "gives-up"},
+               "spec": {"listen": {"bind": "127.0.0.1", "port": port}, "upstream": "demo"}}
+    server = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "demo"},
+              "spec": {"stdio": {"command": str(DEMO_BIN), "args": ["--stdio"], "env": {}, "workingDirectory": str(scratch_dir)},
+                       "maxConcurrentRequests": 1}}
+    config = scratch_dir / "gives-up.yaml"
+    config.write_text(_yaml(gateway) + "\n---\n" + _yaml(server) + "\n")
+    proc = Proc("gateway-gives-up", [str(GATEHOUSE_BIN), "serve", "--config", str(config), "--port", str(port)], scratch_dir)
+    url = f"http://127.0.0.1:{port}/mcp"
+    headers = {"Accept": "application/json", "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call"}
+
+    def body(name: str, arguments: dict) -> dict:
+        return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments, "_meta": META}}
+
+    try:
+        wait_http_200(proc, f"http://127.0.0.1:{port}/readyz")
+        async with httpx2.AsyncClient(trust_env=False, timeout=0.7) as impatient:
+            with pytest.raises(httpx2.TimeoutException):
+                await impatient.post(url, headers={**headers, "Mcp-Name": "slow"}, json=body("slow", {"steps": 18, "intervalMs": 500}))
+        async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+            # The abandoned call would hold the slot until about 9.7 s; 5 s is plenty once it is cancelled.
+            with anyio.fail_after(5):
+                while True:
+                    reply = await http.post(url, headers={**headers, "Mcp-Name": "echo"}, json=body("echo", {"message": "free"}))
+                    if reply.status_code == 200:
+                        break
+                    assert reply.status_code == 429, reply.text
+                    await anyio.sleep(0.2)
+            assert reply.json()["result"]["content"][0]["text"] == "free", reply.text
+    finally:
+        proc.stop()

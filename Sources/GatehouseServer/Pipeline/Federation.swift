@@ -2,6 +2,7 @@ import GatehouseConfig
 import GatehouseUpstream
 import Logging
 import MCPWire
+import Synchronization
 
 /// The servers of one endpoint seen as one (federation): names and URIs, list pages, and what
 /// servers send mapped to what the client sees.
@@ -15,6 +16,11 @@ final class Federation: Sendable {
     let names: FederationNames
     let listTimeoutSeconds: Double
     let logger: Logger
+    /// When each on-demand listing last ran (names learned on a miss, tool definitions for
+    /// policy): a client sending made-up names must not make every request cost upstream lists.
+    private let listedAt = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// The shortest time between two on-demand listings of the same kind.
+    static let relistInterval: Duration = .seconds(2)
 
     init(servers: [UpstreamServer], naming: GatewayConfig.Naming, prefix: GatewayConfig.Naming.Prefix, listTimeoutSeconds: Double, logger: Logger) {
         self.servers = servers
@@ -89,6 +95,17 @@ final class Federation: Sendable {
         return MCPMessage(rpc: rpc, request: request)
     }
 
+    /// True when `key`'s on-demand listing has not run within `relistInterval` (and marks it run).
+    func mayList(_ key: String) -> Bool {
+        let now = ContinuousClock.now
+        return listedAt.withLock { listed in
+            if let last = listed[key], now - last < Self.relistInterval { return false }
+            if listed.count > 10_000 { listed.removeAll(keepingCapacity: true) }
+            listed[key] = now
+            return true
+        }
+    }
+
     // MARK: What servers send
 
     /// Maps a message from server `index` to what the client sees.
@@ -156,6 +173,7 @@ final class Federation: Sendable {
 
     /// Lists every page of every server for `kind`, so aliases and unprefixed names resolve.
     func learnNames(kind: FederationNames.Kind, channels: ChannelSet) async {
+        guard mayList("names:\(kind.rawValue)") else { return }
         let method: MCPMethod = kind == .tool ? .toolsList : .promptsList
         let key = kind == .tool ? "tools" : "prompts"
         var positions: [(index: Int, cursor: String?)] = servers.indices.map { ($0, nil) }

@@ -205,7 +205,9 @@ enum GatewayError: Error, Sendable {
     func log(_ logger: Logger) {
         switch self {
         case .upstream(let error):
-            logger.warning("upstream failure", metadata: ["upstream": "\(error.upstream)", "reason": "\(error.reason)", "detail": "\(error.detail)"])
+            var metadata: Logger.Metadata = ["upstream": "\(error.upstream)", "reason": "\(error.reason)", "detail": "\(error.detail)"]
+            if let hidden = error.operatorDetail { metadata["operator_detail"] = "\(hidden)" }
+            logger.warning("upstream failure", metadata: metadata)
         case .internal:
             logger.error("internal error")
         default:

@@ -104,7 +104,7 @@ final class GatewayPolicy: Sendable {
         if let server { request[.string("server")] = .string(server) }
         if let name { request[.string("name")] = .string(name) }
         if method == .toolsCall, let name { request[.string("tool")] = .string(name) }
-        if method == .promptsGet, let name { request[.string("prompt")] = .string(name) }
+        if method == .promptsGet || method == .complete, let name { request[.string("prompt")] = .string(name) }
         if let uri { request[.string("resource")] = .string(uri) }
         request[.string("arguments")] = arguments.map(Value.init(json:)) ?? .object([:])
         return .object(request)

@@ -30,6 +30,7 @@ final class FakeServer: UpstreamBackend {
         var answers: [JSONRPCMessage] = []
         var failuresLeft = 0
         var failure: UpstreamError.Kind = .unavailable
+        var operatorDetail: String?
         var channelsOpened = 0
     }
 
@@ -67,10 +68,11 @@ final class FakeServer: UpstreamBackend {
     var channelsOpened: Int { state.withLock { $0.channelsOpened } }
 
     /// The next `count` requests fail with `kind` before reaching the handler.
-    func fail(next count: Int, with kind: UpstreamError.Kind = .unavailable) {
+    func fail(next count: Int, with kind: UpstreamError.Kind = .unavailable, operatorDetail: String? = nil) {
         state.withLock {
             $0.failuresLeft = count
             $0.failure = kind
+            $0.operatorDetail = operatorDetail
         }
     }
 
@@ -91,7 +93,7 @@ final class FakeServer: UpstreamBackend {
             state.received.append(Received(message: request, headers: headers))
             guard state.failuresLeft > 0 else { return nil }
             state.failuresLeft -= 1
-            return UpstreamError(upstream: name, kind: state.failure, detail: "connection refused", neverSent: true)
+            return UpstreamError(upstream: name, kind: state.failure, detail: "connection refused", neverSent: true, operatorDetail: state.operatorDetail)
         }
         if let failure { return Reply(failure: failure) }
         return await handler(self, request)

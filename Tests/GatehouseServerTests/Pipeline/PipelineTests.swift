@@ -53,6 +53,9 @@ struct PipelineEdgeTests {
         Case(name: "DELETE an unknown session", body: "", headers: ["Mcp-Session-Id": "nope"], method: .delete, status: 404, code: -32600, says: "Session not found"),
         Case(name: "Host not allowed", body: tool, headers: ["Host": "evil.example"], status: 403, code: -32600, says: "allowedHosts"),
         Case(name: "Origin not allowed", body: tool, headers: ["Origin": "https://evil.example"], status: 403, code: -32600, says: "allowedOrigins"),
+        Case(name: "both result and error", body: #"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}"#, status: 400, code: -32600, says: "not both"),
+        Case(name: "2026-07-28 initialize", body: #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+             headers: ["MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "initialize"], status: 404, code: -32601, says: "initialize does not exist"),
     ]
 
     @Test(arguments: cases)
@@ -96,6 +99,13 @@ struct PipelineEdgeTests {
         ParamsCase(method: "resources/unsubscribe", params: "{}", says: "params.uri"),
         ParamsCase(method: "completion/complete", params: "{}", says: "params.ref"),
         ParamsCase(method: "completion/complete", params: #"{"ref":"x"}"#, says: "params.ref"),
+        ParamsCase(method: "tools/list", params: #"{"cursor":5}"#, says: "params.cursor"),
+        ParamsCase(method: "prompts/list", params: #"{"cursor":{}}"#, says: "params.cursor"),
+        ParamsCase(method: "resources/list", params: #"{"cursor":true}"#, says: "params.cursor"),
+        ParamsCase(method: "resources/templates/list", params: #"{"cursor":[]}"#, says: "params.cursor"),
+        ParamsCase(method: "logging/setLevel", params: "{}", says: "params.level"),
+        ParamsCase(method: "logging/setLevel", params: #"{"level":"bogus"}"#, says: "params.level"),
+        ParamsCase(method: "prompts/get", params: #"{"name":"greet","arguments":{"n":5}}"#, says: "string"),
     ]
 
     @Test("params a known method cannot use are -32602 naming the request, in both eras", arguments: paramsCases)
@@ -433,5 +443,99 @@ struct PipelineMatrixTests {
         #expect((result["resultType"] == "complete") == (era == .v20260728), "resultType only for 2026-07-28 clients")
         let reached = harness.fakes["b"]!.requests.filter { $0.method == call.method }
         #expect(!reached.isEmpty && reached.allSatisfy(call.check), "what reached the owner: \(reached.map { JSONWriter.string(.object($0.object)) })")
+    }
+}
+
+@Suite("Request path: findings of the adversarial review")
+struct PipelineReviewTests {
+    @Test("initialize inside a batch is refused and never reaches a server")
+    func batchedInitialize() async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize("2025-03-26")
+        let answer = try await harness.send(body: #"[{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}]"#,
+                                            headers: ["Mcp-Session-Id": session])
+        #expect(answer.json?[0]?["error"]?["code"] == -32600, "\(answer.text)")
+        #expect(harness.fakes["demo"]!.requests.isEmpty)
+    }
+
+    @Test("a batch is held to the single message's session rules")
+    func batchSessionRules() async throws {
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let unknown = try await harness.send(body: "[\(tool)]", headers: ["Mcp-Session-Id": "expired-or-made-up"])
+        #expect(unknown.status == 404 && unknown.code == -32600, "an unknown session says: initialize again")
+        let session = try await harness.initialize("2025-03-26")
+        let mismatch = try await harness.send(body: "[\(tool)]", headers: ["Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"])
+        #expect(mismatch.status == 400 && mismatch.error?["message"]?.stringValue?.contains("does not match") == true)
+        #expect(harness.fakes["demo"]!.requests.isEmpty)
+    }
+
+    @Test("made-up tool names do not make every call list the servers' tools")
+    func missesDoNotMultiplyLists() async throws {
+        let policy = """
+          policy:
+            rego:
+              inline: |
+                package gatehouse
+                import rego.v1
+                default decision := {"allow": true}
+
+        """
+        let harness = try await PipelineHarness(policy, servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize()
+        for id in 1...20 { _ = try await harness.tool(session, "made_up_\(id)", id: id) }
+        let lists = harness.fakes["demo"]!.requests.filter { $0.method == "tools/list" }.count
+        #expect(lists <= 2, "\(lists) tools/list for 20 misses")
+        let federated = try await PipelineHarness(servers: [FakeServer(name: "a"), FakeServer(name: "b")])
+        let other = try await federated.initialize()
+        for id in 1...20 { #expect(try await federated.tool(other, "nope_\(id)", id: id).code == -32602) }
+        let fanned = federated.fakes["a"]!.requests.filter { $0.method == "tools/list" }.count
+        #expect(fanned <= 2, "\(fanned) tools/list on a for 20 misses")
+    }
+
+    @Test("a completion on a prompt the policy denies is denied too")
+    func completionsFollowPromptRules() async throws {
+        let policy = """
+          policy:
+            deniedTools: error
+            rego:
+              inline: |
+                package gatehouse
+                import rego.v1
+                default decision := {"allow": true}
+                decision := {"allow": false, "message": "greet is closed"} if input.request.prompt == "greet"
+
+        """
+        let harness = try await PipelineHarness(policy, servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize()
+        #expect(try await harness.call(session, "prompts/get", params: ["name": "greet"]).code == -32001)
+        let completion = try await harness.call(session, "completion/complete", params: ["ref": ["type": "ref/prompt", "name": "greet"], "argument": ["name": "a", "value": ""]])
+        #expect(completion.code == -32001, "\(completion.text)")
+        #expect(harness.fakes["demo"]!.requests.allSatisfy { $0.method != "completion/complete" })
+    }
+
+    @Test("a federated logging/setLevel that every server refuses is an error, not success")
+    func broadcastFailure() async throws {
+        let refusing: @Sendable (FakeServer, JSONRPCMessage) async -> FakeServer.Reply = { server, message in
+            message.method == "logging/setLevel" ? FakeServer.Reply(error: (-32603, "no logging here")) : server.standard(message)
+        }
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "a", handler: refusing), FakeServer(name: "b", handler: refusing)])
+        let session = try await harness.initialize()
+        let answer = try await harness.call(session, "logging/setLevel", params: ["level": "info"])
+        #expect(answer.code == -32603, "\(answer.text)")
+    }
+
+    @Test("what only the operator may see never reaches a client")
+    func operatorDetails() async throws {
+        let error = UpstreamError(upstream: "tools", kind: .unavailable, detail: "its command was not found in PATH (the gateway log names it)",
+                                  operatorDetail: "command '/opt/internal/secret/bin/server' was not found in PATH")
+        let answer = GatewayError.upstream(error).answer(id: 1)
+        #expect(!JSONWriter.string(.object(answer.object)).contains("/opt/internal"))
+        let harness = try await PipelineHarness(servers: [FakeServer(name: "demo")])
+        let session = try await harness.initialize()
+        harness.fakes["demo"]!.fail(next: 2, operatorDetail: "endpoint http://10.20.30.40:8443/internal")
+        let call = try await harness.tool(session, "echo")
+        #expect(call.code == -32603 && !call.text.contains("10.20.30.40"), "\(call.text)")
+        let stateless = try await harness.stateless("tools/call", params: ["name": "echo"], name: "echo")
+        #expect(stateless.code == -32603 && !stateless.text.contains("10.20.30.40"))
     }
 }

@@ -34,8 +34,19 @@ struct PolicyStep: RequestStep {
             }
         }
         let span = exchange.span?.child("gatehouse.policy", kind: .internal)
-        let decision = policy.decide(caller: exchange.caller, message: routed.rpc, server: serverName, name: routed.request?.targetName,
-                                     uri: routed.request?.uri, tool: tool, protocolVersion: exchange.clientVersion.rawValue,
+        // What the request names: a tool or prompt, a resource, or what a completion completes
+        // (a rule on a prompt or resource covers completions on it too).
+        var name = routed.request?.targetName
+        var uri = routed.request?.uri
+        if case .complete(let ref)? = routed.request {
+            switch ref {
+            case .prompt(let prompt): name = prompt
+            case .resource(let resource): uri = resource
+            case .other: break
+            }
+        }
+        let decision = policy.decide(caller: exchange.caller, message: routed.rpc, server: serverName, name: name,
+                                     uri: uri, tool: tool, protocolVersion: exchange.clientVersion.rawValue,
                                      session: exchange.session != nil)
         span?.setAttribute("gatehouse.policy.decision", .string(decision.allow ? "allow" : "deny"))
         span?.end()
@@ -63,6 +74,7 @@ struct PolicyStep: RequestStep {
     /// Lists one server's tools (all pages, bounded) so a call's decision can see the tool's
     /// definition and annotations.
     func loadToolDefinitions(server index: Int, channels: ChannelSet) async {
+        guard federation.mayList("tools:\(index)") else { return }
         var cursor: String?
         for _ in 0..<20 {
             let pages = await federation.fetchPages(.toolsList, positions: [(index, cursor)], channels: channels)

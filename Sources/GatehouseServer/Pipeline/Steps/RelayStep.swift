@@ -25,7 +25,7 @@ struct RelayStep: RequestStep {
         case .fanOutList(let key):
             return .answer(try await federation.mergedList(exchange, key: key, policy: policy, knownTools: finisher.knownTools))
         case .broadcast:
-            await broadcast(exchange)
+            if let failure = await broadcast(exchange) { throw failure }
             return .answer(.response(id: exchange.id ?? .null, result: .object([:])))
         case .server(let index, let routed):
             let channel: any UpstreamChannel
@@ -54,15 +54,26 @@ struct RelayStep: RequestStep {
     }
 
     /// `logging/setLevel` on a federated endpoint: every server gets it; failures are logged.
-    private func broadcast(_ exchange: Exchange) async {
+    /// Returns the failure when no server took it.
+    private func broadcast(_ exchange: Exchange) async -> GatewayError? {
+        var failure: GatewayError?
+        var succeeded = false
         for index in federation.servers.indices {
+            let name = federation.servers[index].config.name
             do {
                 let channel = try await exchange.channels.channel(index)
-                for try await _ in channel.send(request: exchange.request.rpc) {}
+                for try await event in channel.send(request: exchange.request.rpc) {
+                    if case .response(let answer) = event, let error = answer.error {
+                        throw UpstreamError(upstream: name, kind: .protocolViolation, detail: "it refused: \(error["message"]?.stringValue ?? "an error")")
+                    }
+                }
+                succeeded = true
             } catch {
-                logger.warning("could not pass on \(exchange.typed.method.name)", metadata: ["upstream": "\(federation.servers[index].config.name)", "error": "\(error)"])
+                failure = GatewayError(error)
+                logger.warning("could not pass on \(exchange.typed.method.name)", metadata: ["upstream": "\(name)", "error": "\(error)"])
             }
         }
+        return succeeded ? nil : failure
     }
 
     private func send(_ message: JSONRPCMessage, to index: Int, on channel: any UpstreamChannel, exchange: Exchange) async throws(GatewayError) -> Outcome {
