@@ -73,13 +73,14 @@ struct GatehouseHTTP1Channel: ServerChildChannel {
     }
 
     /// Answers the connection's requests one after another, in order, until it closes. When
-    /// the client goes away, the request still being answered is cancelled (its upstream
-    /// request with it, which frees its concurrency slot): one child task per connection
-    /// serves, and the connection's close cancels it.
+    /// the client goes away — closes the connection, or its sending side, as clients that give
+    /// up do — the request still being answered is cancelled (its upstream request with it,
+    /// which frees its concurrency slot), as nginx and Envoy treat a client that closed: one
+    /// child task per connection serves, and the client's leaving cancels it.
     func handle(value connection: Value, logger: Logger) async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.serve(connection, logger: logger) }
-            try? await connection.channel.closeFuture.get()
+            try? await connection.gone.futureResult.get()
             group.cancelAll()
         }
     }
@@ -148,6 +149,9 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     private var inputEnded = false
     private var failure: (any Error)?
     private var closed = false
+    /// Succeeds once when the client has gone: its input ended or the connection closed.
+    let gone: EventLoopPromise<Void>
+    private var goneSignalled = false
 
     let channel: any Channel
     private let loop: any EventLoop
@@ -155,6 +159,13 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     init(channel: any Channel) {
         self.channel = channel
         self.loop = channel.eventLoop
+        self.gone = channel.eventLoop.makePromise()
+    }
+
+    private func signalGone() {
+        guard !goneSignalled else { return }
+        goneSignalled = true
+        gone.succeed()
     }
 
     // MARK: Pipeline side (event loop)
@@ -167,6 +178,7 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
         self.context = nil
         closed = true
         endInput()
+        signalGone()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -198,13 +210,17 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler, Serv
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed { endInput() }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            endInput()
+            signalGone()
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
         endInput()
+        signalGone()
         context.fireChannelInactive()
     }
 

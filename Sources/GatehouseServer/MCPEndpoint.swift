@@ -109,9 +109,9 @@ final class MCPEndpoint: Sendable {
         let id = RequestID.accept(request.headers.value(.xRequestID))
         var response = await RequestID.$current.withValue(id) { () async -> Response in
             do {
-                return try await httpPipeline.run(request, context) { request, context throws(GatewayError) in
-                    try await serve(request, context: context)
-                }
+                var context = context
+                if let answer = try await httpPipeline.admit(request, context: &context) { return answer }
+                return try await serve(request, context: context)
             } catch {
                 let error = GatewayError(error)
                 error.log(logger)

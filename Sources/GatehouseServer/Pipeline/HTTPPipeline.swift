@@ -1,9 +1,13 @@
 import Hummingbird
 
 /// A step of the MCP endpoint's HTTP level, once per HTTP request before any JSON-RPC message
-/// is read: Hummingbird's middleware shape with the path's one error type.
+/// is read. These steps only admit (or answer) and enrich the typed request context; none
+/// needs to act after the answer, so each is one call in a loop rather than a wrapper around
+/// the rest (the request steps, which do wrap, are `RequestStep`s).
 protocol HTTPStep: Sendable {
-    func handle(_ request: Request, context: GatewayRequestContext, next: HTTPPipeline.Next) async throws(GatewayError) -> Response
+    /// Nil to go on (with `context` updated), or the answer that ends the request here; a
+    /// refusal of the path's own kinds is thrown.
+    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response?
 }
 
 /// The HTTP level of the request path, in order:
@@ -15,20 +19,17 @@ protocol HTTPStep: Sendable {
 /// 4. The endpoint: POST (Accept, Content-Type and size checks, parse, decode, era dispatch,
 ///    then `RequestPipeline`), GET (a session's stream) or DELETE (end a session).
 struct HTTPPipeline: Sendable {
-    /// The rest of the path after a step (not stored: each request walks the list).
-    typealias Next = (Request, GatewayRequestContext) async throws(GatewayError) -> Response
-
     let steps: [any HTTPStep]
 
     init(_ steps: [any HTTPStep]) {
         self.steps = steps
     }
 
-    /// Runs the request through the steps from `index` on, then `endpoint`.
-    func run(_ request: Request, _ context: GatewayRequestContext, from index: Int = 0, endpoint: Next) async throws(GatewayError) -> Response {
-        guard index < steps.count else { return try await endpoint(request, context) }
-        return try await steps[index].handle(request, context: context) { request, context throws(GatewayError) in
-            try await run(request, context, from: index + 1, endpoint: endpoint)
+    /// Runs the steps in order; the first answer ends the request, else the context they built.
+    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
+        for step in steps {
+            if let answer = try await step.admit(request, context: &context) { return answer }
         }
+        return nil
     }
 }

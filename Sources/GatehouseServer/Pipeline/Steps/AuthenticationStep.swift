@@ -11,8 +11,7 @@ struct AuthenticationStep: HTTPStep {
     let readsClientCertificates: Bool
     let makeCaller: @Sendable (Request, GatewayRequestContext) -> Caller
 
-    func handle(_ request: Request, context: GatewayRequestContext, next: HTTPPipeline.Next) async throws(GatewayError) -> Response {
-        var context = context
+    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
         let authStarted = tracing ? Tracer.nowUnixNanos() : 0
         let certificate = readsClientCertificates ? await ClientCertificate.of(context.channel) : nil
         switch await authGate.check(request, certificate: certificate) {
@@ -25,7 +24,7 @@ struct AuthenticationStep: HTTPStep {
                                       authStarted: authStarted, authEnded: Tracer.nowUnixNanos())
         }
         context.caller = caller
-        return try await next(request, context)
+        return nil
     }
 }
 

@@ -4,10 +4,10 @@ import Hummingbird
 struct HostOriginStep: HTTPStep {
     let guards: RequestGuards
 
-    func handle(_ request: Request, context: GatewayRequestContext, next: HTTPPipeline.Next) async throws(GatewayError) -> Response {
+    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
         if let refusal = guards.check(host: request.head.authority, origin: request.headers.value(.origin)) {
             throw .hostOrOrigin(refusal.message)
         }
-        return try await next(request, context)
+        return nil
     }
 }

@@ -7,11 +7,11 @@ struct MatchPipelineStep: HTTPStep {
     let policy: GatewayPolicy?
     let logger: Logger
 
-    func handle(_ request: Request, context: GatewayRequestContext, next: HTTPPipeline.Next) async throws(GatewayError) -> Response {
+    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
         if let policy, let caller = context.caller, !policy.checkPipeline(caller) {
             logger.notice("refused by the match pipeline", metadata: ["client_ip": "\(caller.clientIP ?? "?")"])
             throw .pipelineDenied
         }
-        return try await next(request, context)
+        return nil
     }
 }
