@@ -7,7 +7,7 @@ import Hummingbird
 protocol HTTPStep: Sendable {
     /// Nil to go on (with `context` updated), or the answer that ends the request here; a
     /// refusal of the path's own kinds is thrown.
-    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response?
+    nonisolated(nonsending) func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response?
 }
 
 /// The HTTP level of the request path, in order:
@@ -26,7 +26,7 @@ struct HTTPPipeline: Sendable {
     }
 
     /// Runs the steps in order; the first answer ends the request, else the context they built.
-    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
+    nonisolated(nonsending) func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
         for step in steps {
             if let answer = try await step.admit(request, context: &context) { return answer }
         }

@@ -4,7 +4,7 @@ import MCPWire
 /// answers (an `Outcome`) or refuses (a `GatewayError`) itself. The shape of Hummingbird's
 /// `MiddlewareProtocol`, on the typed request instead of the HTTP one.
 protocol RequestStep: Sendable {
-    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome
+    nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome
 }
 
 /// The steps a JSON-RPC request takes once the endpoint has accepted the HTTP request, decoded
@@ -42,7 +42,7 @@ struct RequestPipeline: Sendable {
         chain = next
     }
 
-    func run(_ exchange: Exchange) async throws(GatewayError) -> Outcome {
+    nonisolated(nonsending) func run(_ exchange: Exchange) async throws(GatewayError) -> Outcome {
         try await chain(exchange)
     }
 

@@ -11,7 +11,7 @@ struct AuthenticationStep: HTTPStep {
     let readsClientCertificates: Bool
     let makeCaller: @Sendable (Request, GatewayRequestContext) -> Caller
 
-    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
+    nonisolated(nonsending) func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
         let authStarted = tracing ? Tracer.nowUnixNanos() : 0
         let certificate = readsClientCertificates ? await ClientCertificate.of(context.channel) : nil
         switch await authGate.check(request, certificate: certificate) {

@@ -8,7 +8,7 @@ struct ConcurrencyStep: RequestStep {
     let federation: Federation
     let metrics: Metrics
 
-    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
+    nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
         guard let index = exchange.serverIndex else { return try await next(exchange) }
         let server = federation.servers[index]
         guard server.acquireSlot() else {

@@ -4,7 +4,7 @@ import Hummingbird
 struct HostOriginStep: HTTPStep {
     let guards: RequestGuards
 
-    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
+    nonisolated(nonsending) func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
         if let refusal = guards.check(host: request.head.authority, origin: request.headers.value(.origin)) {
             throw .hostOrOrigin(refusal.message)
         }

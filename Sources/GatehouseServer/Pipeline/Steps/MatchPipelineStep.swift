@@ -7,7 +7,7 @@ struct MatchPipelineStep: HTTPStep {
     let policy: GatewayPolicy?
     let logger: Logger
 
-    func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
+    nonisolated(nonsending) func admit(_ request: Request, context: inout GatewayRequestContext) async throws(GatewayError) -> Response? {
         if let policy, let caller = context.caller, !policy.checkPipeline(caller) {
             logger.notice("refused by the match pipeline", metadata: ["client_ip": "\(caller.clientIP ?? "?")"])
             throw .pipelineDenied

@@ -12,7 +12,7 @@ struct ObserveStep: RequestStep {
     let knownTools: KnownToolNames
     let policy: GatewayPolicy?
 
-    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
+    nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
         var exchange = exchange
         if let tracer { exchange.span = startServerSpan(exchange, tracer: tracer) }
         let outcome: Outcome

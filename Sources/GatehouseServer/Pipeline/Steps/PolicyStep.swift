@@ -10,7 +10,7 @@ struct PolicyStep: RequestStep {
     let policy: GatewayPolicy?
     let federation: Federation
 
-    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
+    nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
         guard let policy, policy.engine != nil, !exchange.typed.method.isList else { return try await next(exchange) }
         let server: Int?
         switch exchange.target {

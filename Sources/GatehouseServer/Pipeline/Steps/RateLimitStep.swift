@@ -7,7 +7,7 @@ struct RateLimitStep: RequestStep {
     let federation: Federation
     let metrics: Metrics
 
-    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
+    nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
         guard let rateLimiter else { return try await next(exchange) }
         let server = exchange.serverIndex.map { federation.servers[$0].config.name }
         let subject = RateLimiter.Subject(identity: exchange.caller.identity.channelKey, client: exchange.caller.identity.clientID,

@@ -18,7 +18,7 @@ struct RelayStep: RequestStep {
     /// Ends a client's session whose upstream session ended (it must re-initialize).
     let endSession: @Sendable (DownstreamSession) async -> Void
 
-    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
+    nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
         switch exchange.target {
         case .unrouted:
             throw .internal

@@ -6,7 +6,7 @@ import MCPWire
 struct RouteStep: RequestStep {
     let federation: Federation
 
-    func handle(_ exchange: Exchange, next: RequestPipeline.Next) async throws(GatewayError) -> Outcome {
+    nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
         // The gateway runs each upstream's handshake itself; a client's initialize is answered by
         // the endpoint and never reaches a server (it would renegotiate a shared session).
         if case .initialize = exchange.typed { throw .invalidRequest("initialize is answered by the gateway, not forwarded") }
