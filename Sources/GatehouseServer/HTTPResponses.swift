@@ -34,10 +34,6 @@ enum HTTPResponses {
         json(.error(id: id, code: code, message: message, data: data), status: status, headers: headers)
     }
 
-    static func rejection(_ rejection: WireRejection, id: JSONValue?) -> Response {
-        error(status: .init(code: rejection.httpStatus), id: id, code: rejection.code, message: rejection.message, data: rejection.data)
-    }
-
     static func accepted() -> Response {
         Response(status: .accepted)
     }

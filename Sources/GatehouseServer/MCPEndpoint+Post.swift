@@ -143,8 +143,6 @@ extension MCPEndpoint {
             switch message.body {
             case .request(.ping):
                 answers.append(.response(id: message.id ?? .null, result: .object([:])))
-            case .request(.initialize):
-                answers.append(GatewayError.invalidRequest("initialize cannot be part of a batch; send it alone, without Mcp-Session-Id").answer(id: message.id))
             case .request:
                 var exchange = sessionExchange(message, session: session, context: context, accepts: accepts)
                 exchange.collectOnly = true

@@ -110,8 +110,9 @@ extension MCPEndpoint {
 
     /// An answer in the client's revision.
     func bridged(_ answer: JSONRPCMessage, exchange: Exchange) -> JSONRPCMessage {
-        let upstreamName = exchange.record.current.serverIndex.map { servers[$0].config.name } ?? endpoint.path
-        return VersionBridge.prepareResponse(answer, client: exchange.clientVersion, method: exchange.typed.method, upstreamName: upstreamName)
+        // The server's name is read only for the one error that names it.
+        VersionBridge.prepareResponse(answer, client: exchange.clientVersion, method: exchange.typed.method,
+                                      upstreamName: exchange.record.current.serverIndex.map { self.servers[$0].config.name } ?? self.endpoint.path)
     }
 
     /// A final JSON answer; for 2026-07-28 clients an unknown method is HTTP 404 with -32601.

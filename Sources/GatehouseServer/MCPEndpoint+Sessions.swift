@@ -133,8 +133,6 @@ extension MCPEndpoint {
         switch message.body {
         case .request(.ping):
             return HTTPResponses.json(.response(id: message.id ?? .null, result: .object([:])))
-        case .request(.initialize):
-            throw .invalidRequest("this session is already initialized; send initialize without Mcp-Session-Id for a new session")
         case .request:
             return await respond(sessionExchange(message, session: session, context: context, accepts: accepts))
         case .notification(let notification):

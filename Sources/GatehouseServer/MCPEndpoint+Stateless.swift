@@ -83,10 +83,6 @@ extension MCPEndpoint {
         case .listen:
             guard let offer else { throw .upstream(notReady) }
             return try await listen(message, identity: context.identity, offer: offer, accepts: accepts)
-        case .initialize:
-            // 2026-07-28 has no handshake; a server's is the gateway's business, never a client's.
-            let refusal = GatewayError.methodNotFound("initialize does not exist in 2026-07-28; send requests directly (server/discover describes the server)")
-            return HTTPResponses.json(refusal.answer(id: message.id), status: .notFound)
         default:
             let exchange = Exchange(request: message, channels: statelessChannels(for: context.identity), clientVersion: .v2026_07_28, session: nil,
                                     accepts: accepts, caller: caller(context), record: RequestRecord())

@@ -38,7 +38,7 @@ public enum VersionBridge {
 
     /// Rewrites a final response for the client's revision. Returns an error response instead
     /// when the result cannot be expressed in the client's revision. `method` is the request's.
-    public static func prepareResponse(_ message: JSONRPCMessage, client: ProtocolVersion, method: MCPMethod?, upstreamName: String) -> JSONRPCMessage {
+    public static func prepareResponse(_ message: JSONRPCMessage, client: ProtocolVersion, method: MCPMethod?, upstreamName: @autoclosure () -> String) -> JSONRPCMessage {
         guard message.kind == .response, case .object(var result)? = message.result else { return message }
         if client.isStateless {
             guard result["resultType"] == nil else { return message }
@@ -54,6 +54,7 @@ public enum VersionBridge {
             return copy
         }
         if result["resultType"]?.stringValue == "input_required" {
+            let upstreamName = upstreamName()
             return JSONRPCMessage.error(
                 id: message.id, code: JSONRPCErrorCode.internalError,
                 message: "upstream '\(upstreamName)' needs input from the client (2026-07-28 input_required), which Gatehouse cannot yet relay to a \(client.rawValue) session; connect with protocol 2026-07-28 to use this tool",

@@ -83,21 +83,27 @@ async def test_breaker_opens_fails_fast_and_closes_after_recovery(setup: tuple[s
             demo.stop()
 
 
+
+def start_limited_gateway(scratch_dir: Path, name: str) -> tuple[Proc, int]:
+    """A gateway in front of the stdio demo server with `maxConcurrentRequests: 1`."""
+    require_binary(GATEHOUSE_BIN, "gatehouse")
+    port = free_port()
+    gateway = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Gateway", "metadata": {"name": name},
+               "spec": {"listen": {"bind": "127.0.0.1", "port": port}, "upstream": "demo"}}
+    server = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "demo"},
+              "spec": {"stdio": {"command": str(DEMO_BIN), "args": ["--stdio"], "env": {}, "workingDirectory": str(scratch_dir)},
+                       "maxConcurrentRequests": 1}}
+    config = scratch_dir / f"{name}.yaml"
+    config.write_text(_yaml(gateway) + "\n---\n" + _yaml(server) + "\n")
+    proc = Proc(f"gateway-{name}", [str(GATEHOUSE_BIN), "serve", "--config", str(config), "--port", str(port)], scratch_dir)
+    return proc, port
+
 async def test_concurrency_limit_refuses_at_once_and_frees_the_slot(scratch_dir: Path) -> None:
     """`maxConcurrentRequests: 1`: while a slow call runs, another call is refused at once with
     429 and -32029 naming the upstream; after the slow call the slot is free again."""
     import anyio
 
-    require_binary(GATEHOUSE_BIN, "gatehouse")
-    port = free_port()
-    gateway = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Gateway", "metadata": {"name": "concurrency"},
-               "spec": {"listen": {"bind": "127.0.0.1", "port": port}, "upstream": "demo"}}
-    server = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "demo"},
-              "spec": {"stdio": {"command": str(DEMO_BIN), "args": ["--stdio"], "env": {}, "workingDirectory": str(scratch_dir)},
-                       "maxConcurrentRequests": 1}}
-    config = scratch_dir / "concurrency.yaml"
-    config.write_text(_yaml(gateway) + "\n---\n" + _yaml(server) + "\n")
-    proc = Proc("gateway-concurrency", [str(GATEHOUSE_BIN), "serve", "--config", str(config), "--port", str(port)], scratch_dir)
+    proc, port = start_limited_gateway(scratch_dir, "concurrency")
     url = f"http://127.0.0.1:{port}/mcp"
 
     async def call(http: httpx2.AsyncClient, name: str, arguments: dict) -> httpx2.Response:
@@ -137,16 +143,7 @@ async def test_a_client_that_gives_up_frees_its_slot(scratch_dir: Path) -> None:
     the upstream would have answered (9 s later here)."""
     import anyio
 
-    require_binary(GATEHOUSE_BIN, "gatehouse")
-    port = free_port()
-    gateway = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Gateway", "metadata": {"name": "gives-up"},
-               "spec": {"listen": {"bind": "127.0.0.1", "port": port}, "upstream": "demo"}}
-    server = {"apiVersion": "gatehouse.dev/v1alpha1", "kind": "MCPServer", "metadata": {"name": "demo"},
-              "spec": {"stdio": {"command": str(DEMO_BIN), "args": ["--stdio"], "env": {}, "workingDirectory": str(scratch_dir)},
-                       "maxConcurrentRequests": 1}}
-    config = scratch_dir / "gives-up.yaml"
-    config.write_text(_yaml(gateway) + "\n---\n" + _yaml(server) + "\n")
-    proc = Proc("gateway-gives-up", [str(GATEHOUSE_BIN), "serve", "--config", str(config), "--port", str(port)], scratch_dir)
+    proc, port = start_limited_gateway(scratch_dir, "gives-up")
     url = f"http://127.0.0.1:{port}/mcp"
     headers = {"Accept": "application/json", "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call"}
 

@@ -30,8 +30,6 @@ final class AnswerStream: @unchecked Sendable {
 
     /// The channel the request went on (to refuse server-to-client requests on it).
     let channel: any UpstreamChannel
-    /// The server's index on the endpoint.
-    let server: Int
     let upstreamName: String
     private var pending: UpstreamEvent?
     private let events: UpstreamEvents
@@ -39,7 +37,7 @@ final class AnswerStream: @unchecked Sendable {
     private let relay: @Sendable (JSONRPCMessage) -> JSONRPCMessage?
     private let hooks = Mutex<[Hook]?>([])
 
-    init(first: UpstreamEvent, events: UpstreamEvents, channel: any UpstreamChannel, server: Int, upstreamName: String,
+    init(first: UpstreamEvent, events: UpstreamEvents, channel: any UpstreamChannel, upstreamName: String,
          relay: @escaping @Sendable (JSONRPCMessage) -> JSONRPCMessage?,
          finish: @escaping @Sendable (JSONRPCMessage) async -> JSONRPCMessage) {
         self.relay = relay
@@ -47,7 +45,6 @@ final class AnswerStream: @unchecked Sendable {
         self.pending = first
         self.events = events
         self.channel = channel
-        self.server = server
         self.finish = finish
     }
 

@@ -94,11 +94,6 @@ struct Accepts: Sendable {
     var json: Bool
     var sse: Bool
 
-    init(json: Bool, sse: Bool) {
-        self.json = json
-        self.sse = sse
-    }
-
     init(_ header: String?) {
         guard let header, !header.isEmpty else {
             json = true

@@ -26,8 +26,6 @@ protocol RequestStep: Sendable {
 /// authentication, the match pipeline, Accept/Content-Type/size checks, parse and decode, era
 /// dispatch; after them, the answer written as JSON or SSE in the client's revision.
 struct RequestPipeline: Sendable {
-    /// The rest of the path after a step.
-    typealias Next = (Exchange) async throws(GatewayError) -> Outcome
     private typealias Chain = @Sendable (Exchange) async throws(GatewayError) -> Outcome
 
     /// The steps composed once, when the endpoint is built: a request costs one call per step.

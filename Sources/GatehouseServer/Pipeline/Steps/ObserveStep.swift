@@ -14,7 +14,9 @@ struct ObserveStep: RequestStep {
 
     nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
         var exchange = exchange
-        if let tracer { exchange.span = startServerSpan(exchange, tracer: tracer) }
+        if let tracer {
+            exchange.span = ServerSpan.start(exchange.request, caller: exchange.caller, version: exchange.clientVersion, endpointPath: endpointPath, tracer: tracer)
+        }
         let outcome: Outcome
         do {
             outcome = try await next(exchange)
@@ -83,15 +85,11 @@ struct ObserveStep: RequestStep {
         if let server, policy?.tool(server: server, name: name) != nil { return name }
         return knownTools.label(name)
     }
-
-    /// The SERVER span of one JSON-RPC request: its parent from `params._meta` (the 2026-07-28
-    /// way) or else the HTTP headers; named `<method>` or `<method> <tool or prompt>`.
-    func startServerSpan(_ exchange: Exchange, tracer: Tracer) -> Span? {
-        ServerSpan.start(exchange.request, caller: exchange.caller, version: exchange.clientVersion, endpointPath: endpointPath, tracer: tracer)
-    }
 }
 
-/// The SERVER span of a JSON-RPC request (also used for `initialize`, answered by the endpoint).
+/// The SERVER span of a JSON-RPC request (also used for `initialize`, answered by the endpoint):
+/// its parent from `params._meta` (the 2026-07-28 way) or else the HTTP headers; named
+/// `<method>` or `<method> <tool or prompt>`.
 enum ServerSpan {
     static func start(_ message: MCPMessage, caller: Caller, version: ProtocolVersion, endpointPath: String, tracer: Tracer) -> Span? {
         let meta = message.rpc.params?["_meta"]?.objectValue

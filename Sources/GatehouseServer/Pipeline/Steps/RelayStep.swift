@@ -121,7 +121,7 @@ struct RelayStep: RequestStep {
             return .answer(await finisher.finish(response, server: index, exchange: exchange))
         }
         let (finisher, federation) = (self.finisher, self.federation)
-        let stream = AnswerStream(first: first, events: events, channel: channel, server: index, upstreamName: upstream.config.name) { message in
+        let stream = AnswerStream(first: first, events: events, channel: channel, upstreamName: upstream.config.name) { message in
             finisher.relayInStream(message, exchange: exchange).map { federation.mapFromServer($0, server: index, session: exchange.session) }
         } finish: { response in
             await finisher.finish(response, server: index, exchange: exchange)

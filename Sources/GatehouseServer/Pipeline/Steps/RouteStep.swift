@@ -7,9 +7,15 @@ struct RouteStep: RequestStep {
     let federation: Federation
 
     nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
-        // The gateway runs each upstream's handshake itself; a client's initialize is answered by
-        // the endpoint and never reaches a server (it would renegotiate a shared session).
-        if case .initialize = exchange.typed { throw .invalidRequest("initialize is answered by the gateway, not forwarded") }
+        // The gateway runs each upstream's handshake itself; a client's initialize starts a session
+        // at the endpoint and never reaches a server (it would renegotiate a shared session).
+        // What gets here is one that cannot start a session: a 2026-07-28 one or one in a batch.
+        if case .initialize = exchange.typed {
+            if exchange.clientVersion.isStateless {
+                throw .methodNotFound("initialize does not exist in 2026-07-28; send requests directly (server/discover describes the server)")
+            }
+            throw .invalidRequest("initialize cannot be part of a batch; send it alone, without Mcp-Session-Id")
+        }
         var exchange = exchange
         exchange.target = try await federation.route(exchange.request, channels: exchange.channels)
         let server: String? = switch exchange.target {
