@@ -53,6 +53,12 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],
             swiftSettings: strict),
+        // Tool supply chain: canonical tool definitions and their digests, readable diffs, and
+        // the poisoning scanner. Pure functions over MCPWire values; no I/O.
+        .target(
+            name: "GatehouseTools",
+            dependencies: ["MCPWire", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         // MCP client side: upstream transports (HTTP, stdio), upstream sessions, version bridging.
         .target(
             name: "GatehouseUpstream",
@@ -89,7 +95,7 @@ let package = Package(
         .target(
             name: "GatehouseServer",
             dependencies: [
-                "MCPWire", "GatehouseConfig", "GatehouseUpstream", "GatehouseAuth", "GatehousePolicy",
+                "MCPWire", "GatehouseConfig", "GatehouseUpstream", "GatehouseAuth", "GatehousePolicy", "GatehouseTools",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -111,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "gatehouse",
             dependencies: [
-                "GatehouseServer", "GatehouseConfig", "GatehousePolicy", "GatehouseAuth",
+                "GatehouseServer", "GatehouseConfig", "GatehousePolicy", "GatehouseAuth", "GatehouseTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -129,9 +135,11 @@ let package = Package(
         .testTarget(name: "GatehouseConfigTests", dependencies: ["GatehouseConfig"], swiftSettings: strict),
         .testTarget(name: "GatehousePolicyTests", dependencies: ["GatehousePolicy"],
                     resources: [.copy("testdata")], swiftSettings: strict),
+        .testTarget(name: "GatehouseToolsTests", dependencies: ["GatehouseTools", "MCPWire"],
+                    resources: [.copy("testdata")], swiftSettings: strict),
         .testTarget(name: "GatehouseAuthTests", dependencies: ["GatehouseAuth", "GatehouseConfig", "MCPWire"], swiftSettings: strict),
         .testTarget(name: "GatehouseServerTests", dependencies: [
-            "GatehouseServer", "GatehouseUpstream", "MCPWire", "GatehouseConfig",
+            "GatehouseServer", "GatehouseUpstream", "MCPWire", "GatehouseConfig", "GatehouseAuth", "GatehouseTools",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"), .product(name: "Hummingbird", package: "hummingbird"),

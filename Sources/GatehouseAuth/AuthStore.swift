@@ -40,7 +40,7 @@ public final class AuthStore: Sendable {
     ]
 
     public func migrate() async throws {
-        try await database.migrate(Self.migrations + Self.signInMigrations + (canShareRateLimits ? Self.rateLimitMigrations : []))
+        try await database.migrate(Self.migrations + Self.signInMigrations + Self.toolPinMigrations + (canShareRateLimits ? Self.rateLimitMigrations : []))
     }
 
     // MARK: Signing keys

@@ -162,6 +162,12 @@ struct DocumentReader {
                 built.naming = endpoint.naming
                 built.listTimeoutSeconds = endpoint.listTimeoutSeconds
                 built.auth = endpoint.auth ?? GatewayConfig.EndpointAuth(mode: spec.auth == nil ? .off : .required)
+                for (override, node) in endpoint.tools where !built.servers.contains(override.server) {
+                    report(node, "tool override for server '\(override.server)', which endpoint '\(endpoint.path.value)' does not expose",
+                           hint: "servers here: \(built.servers.joined(separator: ", "))")
+                }
+                built.toolOverrides = endpoint.tools.map(\.value)
+                built.onlyListedTools = endpoint.onlyListedTools
                 if built.auth.mode == .required, spec.auth == nil {
                     report(endpoint.path.node, "the endpoint '\(endpoint.path.value)' requires auth but spec.auth is not set",
                            hint: "add spec.auth with issuers, or an authorizationServer, or apiKeys: true")
@@ -205,6 +211,8 @@ struct DocumentReader {
         var listTimeoutSeconds: Double = 5
         /// Nil: the default (required when spec.auth is set, else off).
         var auth: GatewayConfig.EndpointAuth?
+        var tools: [(value: GatewayConfig.ToolOverride, node: Node)] = []
+        var onlyListedTools = false
     }
 
     struct GatewaySpec {
@@ -437,6 +445,17 @@ struct DocumentReader {
                 naming.finish(reader: &self)
             }
             if let v = fields.double("listTimeoutSeconds", range: 0.01...600, reader: &self) { endpoint.listTimeoutSeconds = v }
+            if let node = fields.take("tools") { endpoint.tools = readToolOverrides(node) }
+            if let selection = fields.string("toolSelection", reader: &self) {
+                switch selection.value {
+                case "all": endpoint.onlyListedTools = false
+                case "listed": endpoint.onlyListedTools = true
+                default: report(selection.node, "unknown toolSelection '\(selection.value)'", hint: "use all (every tool, with the overrides in `tools`) or listed (only the tools in `tools`)")
+                }
+                if endpoint.onlyListedTools, endpoint.tools.filter({ !$0.value.hide }).isEmpty {
+                    report(selection.node, "toolSelection: listed exposes only the tools in `tools`, and none is listed", hint: "add {server, tool} entries to the endpoint's `tools`")
+                }
+            }
             if let authNode = fields.take("auth"), var auth = Fields(authNode, path: "spec.endpoints[].auth", reader: &self) {
                 var built = GatewayConfig.EndpointAuth(mode: .required)
                 if let mode = auth.string("mode", reader: &self) {
@@ -455,6 +474,70 @@ struct DocumentReader {
         }
         if result.isEmpty { report(node, "spec.endpoints is empty") }
         return result
+    }
+
+    /// `spec.endpoints[].tools`: renamed, re-described and hidden tools.
+    mutating func readToolOverrides(_ node: Node) -> [(value: GatewayConfig.ToolOverride, node: Node)] {
+        guard case .sequence(let items) = node else {
+            report(node, "spec.endpoints[].tools must be a list of {server, tool, name, title, description, annotations, hide}")
+            return []
+        }
+        var result: [(value: GatewayConfig.ToolOverride, node: Node)] = []
+        var exposed: Set<String> = []
+        for item in items {
+            guard var fields = Fields(item, path: "spec.endpoints[].tools[]", reader: &self) else { continue }
+            let server = fields.string("server", required: true, reader: &self)
+            let tool = fields.string("tool", required: true, reader: &self)
+            let name = fields.string("name", reader: &self)
+            let title = fields.string("title", reader: &self)
+            let description = fields.string("description", reader: &self)
+            let hide = fields.bool("hide", reader: &self) ?? false
+            var annotations: [(key: String, value: GatewayConfig.ToolOverride.AnnotationValue)] = []
+            if let annotationsNode = fields.take("annotations") {
+                if case .mapping(let mapping) = annotationsNode {
+                    for (keyNode, valueNode) in mapping {
+                        guard let key = keyNode.string else { continue }
+                        if valueNode.null != nil {
+                            annotations.append((key, .null))
+                        } else if let bool = valueNode.bool {
+                            annotations.append((key, .bool(bool)))
+                        } else if case .scalar(let scalar) = valueNode {
+                            annotations.append((key, .string(scalar.string)))
+                        } else {
+                            report(valueNode, "tool annotation '\(key)' must be true, false, a string or null")
+                        }
+                    }
+                } else {
+                    report(annotationsNode, "spec.endpoints[].tools[].annotations must be a mapping, e.g. {readOnlyHint: true}")
+                }
+            }
+            fields.finish(reader: &self)
+            guard let server, let tool else { continue }
+            var override = GatewayConfig.ToolOverride(server: server.value, tool: tool.value)
+            if let name {
+                if !Self.isToolName(name.value) {
+                    report(name.node, "invalid tool name '\(name.value)'", hint: "use 1 to 64 of: letters, digits, _ - .")
+                } else if !exposed.insert(name.value).inserted {
+                    report(name.node, "two tools of this endpoint are named '\(name.value)'")
+                }
+                if hide { report(name.node, "a hidden tool has no name to expose", hint: "drop `name` or `hide`") }
+                override.name = name.value
+            }
+            if result.contains(where: { $0.value.server == server.value && $0.value.tool == tool.value }) {
+                report(tool.node, "tool '\(tool.value)' of server '\(server.value)' has two entries", hint: "merge them into one")
+            }
+            override.title = title?.value
+            override.description = description?.value
+            override.annotations = annotations
+            override.hide = hide
+            result.append((override, item))
+        }
+        return result
+    }
+
+    /// Tool names clients accept everywhere (the 2025-11-25 rules, capped at 64 like aliases).
+    static func isToolName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 64 && name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0)) }
     }
 
     /// One secret value: a string or {valueFrom: {env|file}}.
@@ -595,15 +678,49 @@ struct DocumentReader {
             o.finish(reader: &self)
             outlier = detection
         }
+        var pinning = ServerConfig.ToolPinning()
+        if let node = fields.take("toolPinning") { pinning = readToolPinning(node) }
         fields.finish(reader: &self)
         guard let transport else { return nil }
         var server = ServerConfig(name: name, transport: transport)
+        server.toolPinning = pinning
         server.timeouts = timeouts
         server.resilience = resilience
         server.maxConcurrentRequests = maxConcurrent
         server.healthCheck = healthCheck
         server.outlierDetection = outlier
         return server
+    }
+
+    /// `spec.toolPinning` of an MCPServer.
+    mutating func readToolPinning(_ node: Node) -> ServerConfig.ToolPinning {
+        var pinning = ServerConfig.ToolPinning()
+        guard var fields = Fields(node, path: "spec.toolPinning", reader: &self) else { return pinning }
+        func choice<T: RawRepresentable & CaseIterable>(_ key: String, in fields: inout Fields, reader: inout DocumentReader) -> T? where T.RawValue == String {
+            guard let text = fields.string(key, reader: &reader) else { return nil }
+            guard let value = T(rawValue: text.value) else {
+                reader.report(text.node, "unknown spec.toolPinning.\(key) '\(text.value)'", hint: "use one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+                return nil
+            }
+            return value
+        }
+        if let mode: ServerConfig.ToolPinning.Mode = choice("mode", in: &fields, reader: &self) { pinning.mode = mode }
+        if let onNew: ServerConfig.ToolPinning.OnNewTool = choice("onNewTool", in: &fields, reader: &self) { pinning.onNewTool = onNew }
+        if let onChange: ServerConfig.ToolPinning.OnChange = choice("onChange", in: &fields, reader: &self) { pinning.onChange = onChange }
+        if let scanNode = fields.take("scan"), var scan = Fields(scanNode, path: "spec.toolPinning.scan", reader: &self) {
+            if let block = scan.string("block", reader: &self) {
+                if block.value == "none" {
+                    pinning.blockSeverity = nil
+                } else if let severity = ServerConfig.ToolPinning.Severity(rawValue: block.value) {
+                    pinning.blockSeverity = severity
+                } else {
+                    report(block.node, "unknown spec.toolPinning.scan.block '\(block.value)'", hint: "use one of: low, medium, high, none")
+                }
+            }
+            scan.finish(reader: &self)
+        }
+        fields.finish(reader: &self)
+        return pinning
     }
 
     /// A map of names to plain strings (labels, annotations).

@@ -100,6 +100,11 @@ public struct GatewayConfig: Sendable, Equatable {
         public var listTimeoutSeconds: Double = 5
         /// Whether callers must present a token, and which scopes it must carry.
         public var auth = EndpointAuth()
+        /// Tools renamed, re-described or hidden on this endpoint (`tools`).
+        public var toolOverrides: [ToolOverride] = []
+        /// `toolSelection: listed`: only the tools named in `tools` (and not hidden) are
+        /// exposed — a virtual server made of chosen tools of several servers.
+        public var onlyListedTools = false
 
         public init(path: String, servers: [String], naming: Naming = Naming()) {
             self.path = path
@@ -110,6 +115,37 @@ public struct GatewayConfig: Sendable, Equatable {
         /// The effective prefix mode: explicit, or `always` with several servers and `never`
         /// with one (a single server's names pass through unchanged).
         public var prefix: Naming.Prefix { naming.prefix ?? (servers.count > 1 ? .always : .never) }
+    }
+
+    /// One tool of one server as an endpoint exposes it (docs/federation.md "Virtual servers").
+    public struct ToolOverride: Sendable, Equatable {
+        public var server: String
+        /// The server's own name of the tool.
+        public var tool: String
+        /// The name clients see (never prefixed); nil: the endpoint's naming.
+        public var name: String?
+        public var title: String?
+        public var description: String?
+        /// Annotation values replacing the server's (a key with null removes it).
+        public var annotations: [(key: String, value: AnnotationValue)] = []
+        public var hide = false
+
+        public enum AnnotationValue: Sendable, Equatable {
+            case bool(Bool)
+            case string(String)
+            case null
+        }
+
+        public init(server: String, tool: String) {
+            self.server = server
+            self.tool = tool
+        }
+
+        public static func == (lhs: ToolOverride, rhs: ToolOverride) -> Bool {
+            lhs.server == rhs.server && lhs.tool == rhs.tool && lhs.name == rhs.name && lhs.title == rhs.title && lhs.description == rhs.description
+                && lhs.annotations.map(\.key) == rhs.annotations.map(\.key) && lhs.annotations.map(\.value) == rhs.annotations.map(\.value)
+                && lhs.hide == rhs.hide
+        }
     }
 
     public struct EndpointAuth: Sendable, Equatable {
@@ -354,6 +390,31 @@ public struct ServerConfig: Sendable, Equatable {
     /// `metadata.labels` / `metadata.annotations`: facts policies can read (team, data class...).
     public var labels: [String: String] = [:]
     public var annotations: [String: String] = [:]
+    /// `spec.toolPinning`: tool definitions recorded, checked and held until approved.
+    public var toolPinning = ToolPinning()
+
+    /// How a server's tool definitions are pinned (docs/security.md "Tool pinning").
+    public struct ToolPinning: Sendable, Equatable {
+        public enum Mode: String, Sendable, CaseIterable {
+            /// Definitions pass unchecked.
+            case off
+            /// Definitions are recorded (first sight is pinned) and changes reported; nothing is held.
+            case record
+            /// Changed, new (with `onNewTool: hold`), rejected and flagged tools are held.
+            case enforce
+        }
+        public enum OnNewTool: String, Sendable, CaseIterable { case allow, hold }
+        public enum OnChange: String, Sendable, CaseIterable { case hold, warn }
+        public enum Severity: String, Sendable, CaseIterable { case low, medium, high }
+
+        public var mode: Mode = .off
+        public var onNewTool: OnNewTool = .allow
+        public var onChange: OnChange = .hold
+        /// Tools with a scanner finding at or above this severity are never pinned
+        /// automatically, and are held in enforce mode until a person approves them.
+        public var blockSeverity: Severity? = .high
+        public init() {}
+    }
 
     public enum Transport: Sendable, Equatable {
         case http(HTTP)
@@ -499,5 +560,10 @@ extension GatewayConfig {
     public func resourceURL(for endpoint: Endpoint) -> String { publicBaseURL + endpoint.path }
 
     /// Whether any state needs the store: API keys or the embedded authorization server.
-    public var needsStore: Bool { (auth.map { $0.apiKeys || $0.authorizationServer != nil } ?? false) || rateLimits.contains(where: \.shared) }
+    public var needsStore: Bool {
+        (auth.map { $0.apiKeys || $0.authorizationServer != nil } ?? false) || rateLimits.contains(where: \.shared) || pinsTools
+    }
+
+    /// True when a server pins its tool definitions (they live in the store).
+    public var pinsTools: Bool { servers.contains { $0.toolPinning.mode != .off } }
 }

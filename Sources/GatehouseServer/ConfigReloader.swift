@@ -115,6 +115,7 @@ final class ConfigReloader: Service, Sendable {
         }
         built.policyInstall?()
         _ = state.swap(built.snapshot)
+        shared.pins?.useAuditLog(built.snapshot.policy?.audit)
         refusedVersion.withLock { $0 = nil }
         if !built.retired.isEmpty || !built.retiredEndpoints.isEmpty { retirements.yield(built) }
         shared.logger.info("config reloaded", metadata: [

@@ -95,10 +95,13 @@ public struct Gateway: Sendable {
         let tracer = config.tracing.map { Tracer(serviceName: $0.serviceName ?? config.name, sampleRatio: $0.sampleRatio, scopeVersion: GatehouseVersion.current) }
         let sharedLimits = store.flatMap { $0.canShareRateLimits ? SharedRateLimits(store: $0, logger: logger) : nil }
         // Derived once: sealing and opening session ids never derive keys per request.
+        let pins = store.map { ToolPins(store: $0, metrics: metrics, logger: logger) }
         let shared = GatewayShared(httpClient: httpClient, streamClient: streamClient, auth: auth, metrics: metrics,
-                                   sealer: SessionSealer(secret: config.sessions.key?.value), logger: logger, tracer: tracer, sharedLimits: sharedLimits)
+                                   sealer: SessionSealer(secret: config.sessions.key?.value), logger: logger, tracer: tracer, sharedLimits: sharedLimits,
+                                   pins: pins)
         let first = try GatewaySnapshot.build(config: config, version: source?.version(of: config) ?? "static", generation: 1, previous: nil, shared: shared)
         let state = GatewayState(first.snapshot)
+        pins?.useAuditLog(first.snapshot.policy?.audit)
         if let version = first.snapshot.policy?.engine?.version { logger.info("policy loaded", metadata: ["version": "\(version)"]) }
         logger.info("config loaded", metadata: ["version": "\(first.snapshot.version)"])
 
@@ -135,7 +138,7 @@ public struct Gateway: Sendable {
         let (newUpstreams, starter) = AsyncStream<UpstreamServer>.makeStream()
         for upstream in first.started { starter.yield(upstream) }
         let upstreamService = UpstreamService(state: state, newUpstreams: newUpstreams)
-        Self.collectGauges(into: metrics, state: state, tracer: tracer)
+        Self.collectGauges(into: metrics, state: state, tracer: tracer, pins: pins)
         let streamCloser = StreamCloser(state: state)
         let reloader = ConfigReloader(source: source, watch: watch, state: state, shared: shared, starter: starter, certificates: certificates)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -143,6 +146,7 @@ public struct Gateway: Sendable {
             // First in, last out: spans of requests that finish during the drain are still sent.
             services.append(.init(service: TraceExporter(tracer: tracer, tracing: tracing, client: httpClient, logger: logger), successTerminationBehavior: .ignore))
         }
+        if let pins { services.append(.init(service: ToolPinSync(pins: pins), successTerminationBehavior: .ignore)) }
         services += [
             .init(service: upstreamService),
             .init(service: app),
@@ -150,7 +154,7 @@ public struct Gateway: Sendable {
             .init(service: reloader, successTerminationBehavior: .ignore),
         ]
         if let admin = config.admin {
-            services.append(.init(service: AdminListener.application(admin: admin, state: state, metrics: metrics, reloader: reloader, logger: logger)))
+            services.append(.init(service: AdminListener.application(admin: admin, state: state, metrics: metrics, reloader: reloader, pins: pins, logger: logger)))
         }
         var groupConfig = ServiceGroupConfiguration(
             services: services,
@@ -172,7 +176,7 @@ public struct Gateway: Sendable {
     }
 
     /// Gauges read from the running snapshot when `/metrics` is scraped.
-    private static func collectGauges(into metrics: Metrics, state: GatewayState, tracer: Tracer?) {
+    private static func collectGauges(into metrics: Metrics, state: GatewayState, tracer: Tracer?, pins: ToolPins?) {
         metrics.addCollector {
             let snapshot = state.snapshot
             var samples: [(name: String, labels: [String], value: Double)] = [(name: "gatehouse_config_info", labels: [snapshot.version], value: 1)]
@@ -189,6 +193,9 @@ public struct Gateway: Sendable {
                     samples.append((name: "gatehouse_upstream_endpoint_healthy", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: member.healthy && !member.ejected ? 1 : 0))
                     samples.append((name: "gatehouse_upstream_endpoint_requests_total", labels: [upstream.config.name, DisplayURL.redacted(member.url)], value: Double(member.requests)))
                 }
+            }
+            for (server, held) in pins?.heldCounts(snapshot.config.servers) ?? [] {
+                samples.append((name: "gatehouse_tools_held", labels: [server], value: Double(held)))
             }
             if let tracer {
                 samples.append((name: "gatehouse_trace_spans_dropped_total", labels: [], value: Double(tracer.droppedCount)))

@@ -18,6 +18,8 @@ struct GatewayShared: Sendable {
     let logger: Logger
     let tracer: Tracer?
     let sharedLimits: SharedRateLimits?
+    /// Pinned tool definitions; there whenever the store is.
+    var pins: ToolPins? = nil
 }
 
 /// One immutable version of the running configuration: endpoints, upstreams, policy and limits
@@ -105,7 +107,7 @@ final class GatewaySnapshot: Sendable {
         let endpoints = config.endpoints.map { endpoint in
             MCPEndpoint(config: config, endpoint: endpoint, servers: endpoint.servers.compactMap { byName[$0] }, sealer: shared.sealer, logger: shared.logger,
                         authenticator: shared.auth.authenticator, policy: policy, metrics: shared.metrics, rateLimiter: rateLimiter,
-                        tracer: shared.tracer, carrying: previous?.byPath[endpoint.path])
+                        tracer: shared.tracer, pins: shared.pins, carrying: previous?.byPath[endpoint.path])
         }
         let retiredEndpoints = (previous?.endpoints ?? []).filter { old in !endpoints.contains { $0.sessions === old.sessions } }
         let snapshot = GatewaySnapshot(config: config, version: version, generation: generation, upstreams: upstreams, endpoints: endpoints,
@@ -122,6 +124,7 @@ final class GatewaySnapshot: Sendable {
         if old.auth != new.auth { changed.append("spec.auth") }
         if old.sessions.key != new.sessions.key { changed.append("spec.sessions.key") }
         if old.tracing != new.tracing { changed.append("spec.tracing") }
+        if !old.needsStore, new.needsStore { changed.append("spec.storage (the new config needs the store, which this process did not open)") }
         return changed
     }
 }

@@ -100,7 +100,11 @@ extension MCPEndpoint {
     /// A channel set for one client, routing what servers send outside requests.
     func makeChannels(owner: ChannelOwner, client: ClientDescription, link: SessionLink?) -> ChannelSet {
         ChannelSet(servers: servers, owner: owner, client: client) { [hub, logger, federation] index, channel in
+            let pins = federation.pins(of: index)
+            let serverName = federation.servers[index].config.name
             channel.setUnsolicitedHandler { [weak channel] message in
+                // A changed tool list: calls to this server wait for the gateway to list it again.
+                if let pins, message.mcpMethod == .toolsListChanged { pins.invalidate(server: serverName) }
                 if let link {
                     link.deliver(message, server: index) { federation.mapFromServer($0, server: $1, session: $2) }
                 } else if message.kind == .request, let id = message.id {

@@ -40,7 +40,7 @@ final class MCPEndpoint: Sendable {
 
     init(config: GatewayConfig, endpoint: GatewayConfig.Endpoint, servers: [UpstreamServer], sealer: SessionSealer, logger: Logger,
          authenticator: Authenticator? = nil, policy: GatewayPolicy? = nil, metrics: Metrics = Metrics(), rateLimiter: RateLimiter? = nil,
-         tracer: Tracer? = nil, keepAlive: Duration = .seconds(15), carrying previous: MCPEndpoint? = nil)
+         tracer: Tracer? = nil, pins: ToolPins? = nil, keepAlive: Duration = .seconds(15), carrying previous: MCPEndpoint? = nil)
     {
         self.tracer = tracer
         self.config = config
@@ -52,7 +52,8 @@ final class MCPEndpoint: Sendable {
         self.logger = logger
         self.keepAlive = keepAlive
         let federation = Federation(servers: servers, naming: endpoint.naming, prefix: endpoint.prefix,
-                                    listTimeoutSeconds: endpoint.listTimeoutSeconds, logger: logger)
+                                    listTimeoutSeconds: endpoint.listTimeoutSeconds, logger: logger, pins: pins,
+                                    toolOverrides: endpoint.toolOverrides, onlyListedTools: endpoint.onlyListedTools)
         self.federation = federation
         // After a reload, an endpoint whose servers are the very same objects keeps the sessions,
         // listen streams and pooled channels of the one it replaces.
@@ -75,6 +76,10 @@ final class MCPEndpoint: Sendable {
         self.requestPipeline = RequestPipeline(RequestPipeline.steps(
             observe: ObserveStep(endpointPath: endpoint.path, metrics: metrics, tracer: tracer, knownTools: knownTools, policy: policy),
             route: RouteStep(federation: federation),
+            pins: pins.flatMap { pins in
+                servers.contains { $0.config.toolPinning.mode == .enforce }
+                    ? PinStep(pins: pins, federation: federation, explainHolds: policy?.config.deniedTools == .error) : nil
+            },
             authorize: policy?.engine == nil ? nil : PolicyStep(policy: policy, federation: federation),
             rateLimit: limiter.map { RateLimitStep(rateLimiter: $0, federation: federation, metrics: metrics) },
             concurrency: servers.contains { $0.config.maxConcurrentRequests != nil } ? ConcurrencyStep(federation: federation, metrics: metrics) : nil,

@@ -21,7 +21,7 @@ struct Gatehouse: AsyncParsableCommand {
         commandName: "gatehouse",
         abstract: "An MCP gateway: one safe endpoint in front of your MCP servers.",
         version: "0.1.0",
-        subcommands: [Serve.self, Validate.self, PolicyCommand.self, APIKeyCommand.self, HashPassword.self])
+        subcommands: [Serve.self, Validate.self, PolicyCommand.self, APIKeyCommand.self, ToolsCommand.self, HashPassword.self])
 }
 
 struct Serve: AsyncParsableCommand {

@@ -21,8 +21,14 @@ import ServiceLifecycle
 ///   POST /policy/reload       recompile the Rego policy only (409 when it does not compile)
 ///   GET  /upstreams           readiness, breaker, in-flight and endpoint health per server
 ///   GET  /sessions            open sessions per endpoint
+///   GET  /tools               pinned tools of every server with spec.toolPinning, with status
+///   GET  /tools/<server>/<tool>/diff      approved and current definition, and their diff
+///   POST /tools/<server>/<tool>/approve   {"digest": "sha256:…", "by": "name"}; 409 when stale
+///   POST /tools/<server>/<tool>/reject    the same, rejecting
 enum AdminListener {
-    static func application(admin: GatewayConfig.Admin, state: GatewayState, metrics: Metrics, reloader: ConfigReloader, logger: Logger) -> some Service {
+    static func application(admin: GatewayConfig.Admin, state: GatewayState, metrics: Metrics, reloader: ConfigReloader, pins: ToolPins?,
+                            logger: Logger) -> some Service
+    {
         let router = Router()
         router.add(middleware: AdminGuardMiddleware(admin: admin, security: state.snapshot.config.security))
         router.add(middleware: AdminTokenMiddleware(token: admin.token?.value))
@@ -90,6 +96,7 @@ enum AdminListener {
             })
             return json(["endpoints": .object(endpoints)])
         }
+        addToolRoutes(to: router, state: state, pins: pins)
         let listen = admin.listen
         if admin.token == nil {
             logger.warning("the admin listener has no token; anyone who can reach \(listen.bind):\(listen.port) can use it (set spec.admin.token)")

@@ -64,6 +64,11 @@ final class Metrics: Sendable {
             Family(name: "gatehouse_rate_limit_fallback_total", help: "Shared rate limit checks done locally because PostgreSQL could not be reached.", kind: .counter, labels: ["limit"]),
             Family(name: "gatehouse_config_info", help: "The running config version (value 1).", kind: .gauge, labels: ["version"]),
             Family(name: "gatehouse_config_reloads_total", help: "Config reloads by result.", kind: .counter, labels: ["result"]),
+            Family(name: "gatehouse_tools_held", help: "Tools whose current definition is held until approved (tool pinning, enforce mode).", kind: .gauge, labels: ["server"]),
+            Family(name: "gatehouse_tool_changes_total", help: "Tool definitions seen that were not the approved one, by kind (new, changed, renamed, rejected, restored).",
+                   kind: .counter, labels: ["server", "kind"]),
+            Family(name: "gatehouse_tool_findings_total", help: "Poisoning scanner findings in newly seen tool definitions, by severity.", kind: .counter, labels: ["server", "severity"]),
+            Family(name: "gatehouse_tool_decisions_total", help: "Approvals and rejections of tool definitions made on this replica.", kind: .counter, labels: ["server", "decision"]),
             Family(name: "gatehouse_trace_spans_dropped_total", help: "Spans dropped because the export queue was full.", kind: .counter, labels: []),
         ]
         self.families = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

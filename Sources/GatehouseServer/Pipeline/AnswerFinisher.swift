@@ -14,9 +14,29 @@ struct AnswerFinisher: Sendable {
 
     /// The final answer of a request from server `index`, as the client gets it.
     func finish(_ response: JSONRPCMessage, server index: Int, exchange: Exchange) async -> JSONRPCMessage {
+        let answer = await finishResult(response, server: index, exchange: exchange)
+        guard exchange.typed.method == .toolsList else { return answer }
+        // Last: the endpoint's renames and hidden tools, on what pins and policy let through.
+        let shown = federation.applyView(answer, server: index)
+        if let tools = shown.result?["tools"]?.arrayValue { knownTools.learn(tools) }
+        return shown
+    }
+
+    private func finishResult(_ response: JSONRPCMessage, server index: Int, exchange: Exchange) async -> JSONRPCMessage {
         var mapped = federation.mapResponse(response, server: index)
         let method = exchange.typed.method
-        if method == .toolsList, let tools = mapped.result?["tools"]?.arrayValue { knownTools.learn(tools) }
+        if method == .toolsList, let pins = federation.pins(of: index), mapped.kind == .response, let tools = mapped.result?["tools"]?.arrayValue,
+           var object = mapped.result?.objectValue
+        {
+            let complete = exchange.request.rpc.params?["cursor"] == nil && (object["nextCursor"]?.stringValue ?? "").isEmpty
+            object["tools"] = .array(await pins.check(tools, server: federation.servers[index].config, complete: complete))
+            mapped.object["result"] = .object(object)
+        } else if let kind = ToolPins.scannedKind(of: method), let pins = federation.pins(of: index), let key = method.listKey,
+                  let items = mapped.result?[key]?.arrayValue, var object = mapped.result?.objectValue
+        {
+            object[key] = .array(pins.screen(items, kind: kind, server: federation.servers[index].config))
+            mapped.object["result"] = .object(object)
+        }
         guard let policy else { return mapped }
         let serverName = federation.servers[index].config.name
         let redaction = exchange.obligations.redaction
@@ -38,7 +58,8 @@ struct AnswerFinisher: Sendable {
         if let spec = GatewayPolicy.listItems[method], policy.engine != nil, let items = result[spec.key]?.arrayValue, var object = result.objectValue {
             let started = ContinuousClock.now
             let (kept, hidden) = policy.filterItems(items, listMethod: method, server: serverName, caller: exchange.caller,
-                                                    protocolVersion: exchange.clientVersion.rawValue, session: exchange.session != nil)
+                                                    protocolVersion: exchange.clientVersion.rawValue, session: exchange.session != nil,
+                                                    annotate: federation.annotator(server: index))
             policy.recordList(caller: exchange.caller, message: exchange.request.rpc, servers: [serverName], hidden: hidden, started: started)
             object[spec.key] = .array(kept)
             mapped.object["result"] = .object(object)

@@ -16,14 +16,22 @@ final class Federation: Sendable {
     let names: FederationNames
     let listTimeoutSeconds: Double
     let logger: Logger
+    /// Pinned tool definitions (servers with `spec.toolPinning`); nil without a store.
+    let pins: ToolPins?
+    /// Tools renamed, re-described, hidden or selected on this endpoint.
+    let view: ToolView
     /// When each on-demand listing last ran (names learned on a miss, tool definitions for
     /// policy): a client sending made-up names must not make every request cost upstream lists.
     private let listedAt = Mutex<[String: ContinuousClock.Instant]>([:])
     /// The shortest time between two on-demand listings of the same kind.
     static let relistInterval: Duration = .seconds(2)
 
-    init(servers: [UpstreamServer], naming: GatewayConfig.Naming, prefix: GatewayConfig.Naming.Prefix, listTimeoutSeconds: Double, logger: Logger) {
+    init(servers: [UpstreamServer], naming: GatewayConfig.Naming, prefix: GatewayConfig.Naming.Prefix, listTimeoutSeconds: Double, logger: Logger,
+         pins: ToolPins? = nil, toolOverrides: [GatewayConfig.ToolOverride] = [], onlyListedTools: Bool = false)
+    {
         self.servers = servers
+        self.pins = pins
+        self.view = ToolView(overrides: toolOverrides, servers: servers.map(\.config.name), onlyListed: onlyListedTools)
         self.names = FederationNames(servers: servers.map(\.config.name), naming: naming, prefix: prefix)
         self.listTimeoutSeconds = listTimeoutSeconds
         self.logger = logger
@@ -31,16 +39,27 @@ final class Federation: Sendable {
 
     var serverNames: [String] { servers.map(\.config.name) }
 
+    /// The pins of server `index`, when it pins its tools.
+    func pins(of index: Int) -> ToolPins? {
+        guard let pins, servers[index].config.toolPinning.mode != .off else { return nil }
+        return pins
+    }
+
     // MARK: Routing
 
     /// Where a request goes; resolves exposed names and URIs to the owner's own.
     func route(_ request: MCPMessage, channels: ChannelSet) async throws(GatewayError) -> Exchange.Target {
-        if servers.count == 1 { return .server(0, request) }
+        if servers.count == 1 {
+            // One server: forwarded unchanged, but for tools the endpoint renames or hides.
+            guard !view.isEmpty, case .toolsCall(let exposed, let arguments)? = request.request else { return .server(0, request) }
+            let owner = try await resolveTool(exposed, channels: channels)
+            return .server(0, rewrite(request, to: .toolsCall(name: owner.name, arguments: arguments)) { $0["name"] = .string(owner.name) })
+        }
         let typed = request.request ?? .other(method: .other(""))
         if let key = typed.method.listKey { return .fanOutList(key: key) }
         switch typed {
         case .toolsCall(let exposed, let arguments):
-            let owner = try await resolve(exposed, kind: .tool, channels: channels)
+            let owner = try await resolveTool(exposed, channels: channels)
             return .server(owner.server, rewrite(request, to: .toolsCall(name: owner.name, arguments: arguments)) { $0["name"] = .string(owner.name) })
         case .promptsGet(let exposed, let arguments):
             let owner = try await resolve(exposed, kind: .prompt, channels: channels)
@@ -77,6 +96,15 @@ final class Federation: Sendable {
         default:
             throw .methodNotFound("\(typed.method.name) is not supported on a federated endpoint")
         }
+    }
+
+    /// The owner of a tool name clients see: a name the endpoint gave it, else the naming rules;
+    /// a tool the endpoint renamed, hides or did not select is unknown under its own name.
+    private func resolveTool(_ exposed: String, channels: ChannelSet) async throws(GatewayError) -> (server: Int, name: String) {
+        if let owner = view.byName[exposed] { return owner }
+        let owner = try await resolve(exposed, kind: .tool, channels: channels)
+        if view.hides(server: owner.server, tool: owner.name) { throw .unknownTarget(kind: "tool", name: exposed, hidden: false) }
+        return owner
     }
 
     private func resolve(_ exposed: String, kind: FederationNames.Kind, channels: ChannelSet) async throws(GatewayError) -> (server: Int, name: String) {

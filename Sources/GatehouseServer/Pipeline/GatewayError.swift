@@ -36,6 +36,8 @@ enum GatewayError: Error, Sendable {
     case nameCollision(kind: String, name: String, servers: (String, String))
     case policyDenied(String)
     case policyFailed
+    /// A tool whose definition is not approved (tool pinning, enforce mode, `deniedTools: error`).
+    case toolHeld(name: String, status: String)
     case rateLimited(limit: String, retryAfterSeconds: Int)
     case upstreamBusy(upstream: String, limit: Int)
     case circuitOpen(upstream: String)
@@ -65,7 +67,7 @@ enum GatewayError: Error, Sendable {
         case .tooManySessions: .serviceUnavailable
         case .callerSessionsFull, .rateLimited, .upstreamBusy: .tooManyRequests
         // JSON-RPC-level errors of a request the gateway accepted travel in a 200 answer.
-        case .invalidParams, .unknownTarget, .methodNotFound, .nameCollision, .policyDenied, .policyFailed,
+        case .invalidParams, .unknownTarget, .methodNotFound, .nameCollision, .policyDenied, .policyFailed, .toolHeld,
              .circuitOpen, .upstream, .internal:
             .ok
         }
@@ -80,7 +82,7 @@ enum GatewayError: Error, Sendable {
         case .wire(let rejection): rejection.code
         case .invalidParams, .unknownTarget: JSONRPCErrorCode.invalidParams
         case .methodNotFound: JSONRPCErrorCode.methodNotFound
-        case .pipelineDenied, .policyDenied, .policyFailed: JSONRPCErrorCode.policyDenied
+        case .pipelineDenied, .policyDenied, .policyFailed, .toolHeld: JSONRPCErrorCode.policyDenied
         case .rateLimited, .upstreamBusy: JSONRPCErrorCode.rateLimited
         case .tooManySessions, .callerSessionsFull, .nameCollision, .circuitOpen, .upstream, .internal: JSONRPCErrorCode.internalError
         }
@@ -112,6 +114,8 @@ enum GatewayError: Error, Sendable {
             "\(kind) name '\(name)' is offered by both '\(servers.0)' and '\(servers.1)'; set naming.prefix to always or on-collision for this endpoint"
         case .policyDenied(let text): "Forbidden: " + text
         case .policyFailed: "Forbidden: the request could not be authorized (the gateway's policy failed; the operator has the details)"
+        case .toolHeld(let name, let status):
+            "Forbidden: tool '\(name)' is held: its definition is \(status == "changed" ? "changed since it was approved" : status == "rejected" ? "rejected" : "not approved yet"); an operator must review and approve it (gatehouse tools diff / approve)"
         case .rateLimited(let limit, let seconds): "Too many requests: the rate limit '\(limit)' allows no more now; retry in \(seconds) s"
         case .upstreamBusy(let upstream, let limit):
             "Too many requests: upstream '\(upstream)' is at its limit of \(limit) concurrent requests; retry shortly"
@@ -127,6 +131,7 @@ enum GatewayError: Error, Sendable {
         switch self {
         case .pipelineDenied, .policyDenied: "policy_denied"
         case .policyFailed: "policy_error"
+        case .toolHeld: "tool_held"
         case .rateLimited: "rate_limited"
         case .upstreamBusy: "upstream_busy"
         case .circuitOpen: "upstream_unavailable"
@@ -166,7 +171,7 @@ enum GatewayError: Error, Sendable {
     /// The outcome label of `gatehouse_requests_total`.
     var outcome: String {
         switch self {
-        case .policyDenied, .policyFailed, .pipelineDenied: "denied"
+        case .policyDenied, .policyFailed, .pipelineDenied, .toolHeld: "denied"
         case .unknownTarget(_, _, let hidden): hidden ? "denied" : "error"
         case .rateLimited, .upstreamBusy: "rate_limited"
         default: "error"

@@ -14,12 +14,14 @@ protocol RequestStep: Sendable {
 ///    and durations, recorded once when the answer is complete (at once, or at a stream's end).
 /// 2. Route — federation: which server, under the server's own names; lists fan out. Before
 ///    policy, so policy decides on the server and names the request will really reach.
-/// 3. Authorize — the Rego decision on the typed request (deny, hide, redact, headers, rate
+/// 3. Pins — a tool whose definition is not approved is refused (servers with
+///    `spec.toolPinning.mode: enforce`). Before policy, so policy sees only approved tools.
+/// 4. Authorize — the Rego decision on the typed request (deny, hide, redact, headers, rate
 ///    numbers). Before rate limits, so a denied request uses up no tokens.
-/// 4. Rate limit — the configured buckets, with the decision's numbers.
-/// 5. Concurrency — the upstream's slot (`maxConcurrentRequests`), refused at once, never queued;
+/// 5. Rate limit — the configured buckets, with the decision's numbers.
+/// 6. Concurrency — the upstream's slot (`maxConcurrentRequests`), refused at once, never queued;
 ///    held until the answer is complete.
-/// 6. Relay — the channel, the circuit breaker and retries, trace propagation, then the
+/// 7. Relay — the channel, the circuit breaker and retries, trace propagation, then the
 ///    upstream's answer finished for the client (names, list filtering, redaction).
 ///
 /// Before these, once per HTTP request (MCPEndpoint.handle): Host/Origin guards,
@@ -46,9 +48,10 @@ struct RequestPipeline: Sendable {
 
     /// The path of an endpoint, in order. A step whose feature the endpoint does not use (no
     /// policy, no rate limits, no concurrency limits) is left out rather than run to do nothing.
-    static func steps(observe: ObserveStep, route: RouteStep, authorize: PolicyStep?, rateLimit: RateLimitStep?,
+    static func steps(observe: ObserveStep, route: RouteStep, pins: PinStep?, authorize: PolicyStep?, rateLimit: RateLimitStep?,
                       concurrency: ConcurrencyStep?, relay: RelayStep) -> [any RequestStep] {
         var steps: [any RequestStep] = [observe, route]
+        if let pins { steps.append(pins) }
         if let authorize { steps.append(authorize) }
         if let rateLimit { steps.append(rateLimit) }
         if let concurrency { steps.append(concurrency) }

@@ -135,7 +135,9 @@ final class GatewayPolicy: Sendable {
     ]
 
     /// Keeps the list items the caller may use (as if calling each without arguments).
-    func filterItems(_ items: [JSONValue], listMethod: MCPMethod, server: String, caller: Caller, protocolVersion: String, session: Bool) -> (kept: [JSONValue], hidden: Int) {
+    func filterItems(_ items: [JSONValue], listMethod: MCPMethod, server: String, caller: Caller, protocolVersion: String, session: Bool,
+                     annotate: ((JSONValue) -> JSONValue)? = nil) -> (kept: [JSONValue], hidden: Int)
+    {
         guard let engine, let spec = Self.listItems[listMethod] else { return (items, 0) }
         if listMethod == .toolsList { remember(tools: items, server: server) }
         let version = engine.version
@@ -151,7 +153,7 @@ final class GatewayPolicy: Sendable {
             let isURI = spec.field != "name"
             let request = request(method: spec.call, phase: "list", server: server, name: isURI ? nil : name, uri: isURI ? name : nil,
                                   arguments: nil, protocolVersion: protocolVersion, session: session)
-            let tool = listMethod == .toolsList ? Value(json: item) : Value.null
+            let tool = listMethod == .toolsList ? Value(json: annotate?(item) ?? item) : Value.null
             let key = ItemKey(version: version, facts: factsKey, request: request, tool: tool)
             let cached = itemDecisions.withLock { cache -> Bool? in
                 guard let entry = cache[key], now.timeIntervalSince(entry.at) < Self.itemTTL else { return nil }

@@ -32,11 +32,14 @@ final class FakeServer: UpstreamBackend {
         var failure: UpstreamError.Kind = .unavailable
         var operatorDetail: String?
         var channelsOpened = 0
+        var tools: [JSONValue]?
     }
 
     let name: String
     let upstreamInfo: UpstreamInfo
-    let tools: [JSONValue]
+    private let initialTools: [JSONValue]
+    /// The tools it lists now (`setTools` changes them, as a server changing its definitions does).
+    var tools: [JSONValue] { state.withLock { $0.tools } ?? initialTools }
     let pageSize: Int?
     let handler: @Sendable (FakeServer, JSONRPCMessage) async -> Reply
     private let state = Mutex(State())
@@ -46,7 +49,7 @@ final class FakeServer: UpstreamBackend {
          handler: (@Sendable (FakeServer, JSONRPCMessage) async -> Reply)? = nil) {
         self.name = name
         self.upstreamInfo = UpstreamInfo(version: version, capabilities: capabilities, serverInfo: ["name": .string(name), "version": "1"])
-        self.tools = tools
+        self.initialTools = tools
         self.pageSize = pageSize
         self.handler = handler ?? { server, message in server.standard(message) }
     }
@@ -66,6 +69,8 @@ final class FakeServer: UpstreamBackend {
     var notifications: [JSONRPCMessage] { state.withLock { $0.notifications } }
     var answers: [JSONRPCMessage] { state.withLock { $0.answers } }
     var channelsOpened: Int { state.withLock { $0.channelsOpened } }
+
+    func setTools(_ tools: [JSONValue]) { state.withLock { $0.tools = tools } }
 
     /// The next `count` requests fail with `kind` before reaching the handler.
     func fail(next count: Int, with kind: UpstreamError.Kind = .unavailable, operatorDetail: String? = nil) {
@@ -112,6 +117,7 @@ final class FakeServer: UpstreamBackend {
             return .result(.object([:]))
         case .toolsList:
             let start = params["cursor"]?.stringValue.flatMap(Int.init) ?? 0
+            let tools = self.tools
             let end = pageSize.map { min(tools.count, start + $0) } ?? tools.count
             var result: JSONObject = ["tools": .array(Array(tools[start..<end]))]
             if end < tools.count { result["nextCursor"] = .string(String(end)) }

@@ -28,7 +28,9 @@ struct PipelineHarness {
     }
 
     /// `yaml` is the Gateway's `spec` body (indented two spaces); each fake gets an MCPServer.
-    init(_ spec: String = "", servers fakes: [FakeServer], serverSpec: [String: String] = [:], endpointPath: String = "/mcp") async throws {
+    init(_ spec: String = "", servers fakes: [FakeServer], serverSpec: [String: String] = [:], endpointPath: String = "/mcp",
+         pins: ToolPins? = nil) async throws
+    {
         var text = "apiVersion: gatehouse.dev/v1alpha1\nkind: Gateway\nmetadata: {name: t}\nspec:\n  listen: {bind: 127.0.0.1, port: 8080}\n" + spec
         if !spec.contains("endpoints:") { text += "  endpoints:\n    - path: /mcp\n" }
         for fake in fakes {
@@ -51,7 +53,7 @@ struct PipelineHarness {
         let servers = endpointConfig.servers.compactMap { name in upstreams.first { $0.config.name == name } }
         self.endpoint = MCPEndpoint(config: config, endpoint: endpointConfig, servers: servers, sealer: SessionSealer(secret: nil), logger: logger,
                                     policy: policy, metrics: metrics,
-                                    rateLimiter: RateLimiter(limits: config.rateLimits, metrics: metrics, logger: logger))
+                                    rateLimiter: RateLimiter(limits: config.rateLimits, metrics: metrics, logger: logger), pins: pins)
         self.fakes = byName
         self.metrics = metrics
     }

@@ -1,7 +1,7 @@
 import GatehouseUpstream
 import MCPWire
 
-/// Step 5: the upstream's concurrency limit (`spec.maxConcurrentRequests`). A request over the
+/// Step 6: the upstream's concurrency limit (`spec.maxConcurrentRequests`). A request over the
 /// limit is refused at once, never queued behind slow calls; the slot is held until the answer
 /// is complete (a stream's end), and released at the latest when the request is dropped.
 struct ConcurrencyStep: RequestStep {

@@ -2,7 +2,7 @@ import GatehouseConfig
 import GatehouseUpstream
 import MCPWire
 
-/// Step 3: the Rego decision on the routed, typed request (docs/policy.md "In the data plane").
+/// Step 4: the Rego decision on the routed, typed request (docs/policy.md "In the data plane").
 /// A denied request never reaches the upstream; an allowed one carries the decision's
 /// obligations (redaction, headers, rate numbers) on to the later steps. Lists are not decided
 /// here: their items are filtered one by one when the answer is finished.
@@ -27,6 +27,7 @@ struct PolicyStep: RequestStep {
                 await loadToolDefinitions(server: server, channels: exchange.channels)
                 tool = policy.tool(server: serverName, name: name)
             }
+            if let annotate = federation.annotator(server: server) { tool = tool.map(annotate) }
             // A tool the server does not list gets the same answer as a hidden one, so a
             // caller cannot tell "forbidden" from "missing" by comparing the two.
             if tool == nil, policy.config.deniedTools == .hide, policy.knowsTools(of: serverName) {

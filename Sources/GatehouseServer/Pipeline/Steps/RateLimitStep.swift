@@ -1,6 +1,6 @@
 import MCPWire
 
-/// Step 4: rate limits (`spec.rateLimits`), with the numbers the policy decision chose. After
+/// Step 5: rate limits (`spec.rateLimits`), with the numbers the policy decision chose. After
 /// policy, so denied requests use up no tokens; a limited request never reaches the upstream.
 struct RateLimitStep: RequestStep {
     let rateLimiter: RateLimiter?

@@ -4,7 +4,7 @@ import GatehouseUpstream
 import Logging
 import MCPWire
 
-/// Step 6, the last: sends the request where the route step pointed and hands back what
+/// Step 7, the last: sends the request where the route step pointed and hands back what
 /// comes back — the finished answer when it is the first thing back, else the stream of what
 /// the server sends while it works. Inside: the channel, the circuit breaker, retries of
 /// requests that are safe to repeat, a pooled upstream session that ended, and W3C trace
@@ -121,8 +121,10 @@ struct RelayStep: RequestStep {
             return .answer(await finisher.finish(response, server: index, exchange: exchange))
         }
         let (finisher, federation) = (self.finisher, self.federation)
+        let (pins, serverName) = (federation.pins(of: index), upstream.config.name)
         let stream = AnswerStream(first: first, events: events, channel: channel, upstreamName: upstream.config.name) { message in
-            finisher.relayInStream(message, exchange: exchange).map { federation.mapFromServer($0, server: index, session: exchange.session) }
+            if let pins, message.mcpMethod == .toolsListChanged { pins.invalidate(server: serverName) }
+            return finisher.relayInStream(message, exchange: exchange).map { federation.mapFromServer($0, server: index, session: exchange.session) }
         } finish: { response in
             await finisher.finish(response, server: index, exchange: exchange)
         }

@@ -1,0 +1,85 @@
+import Foundation
+import GatehouseAuth
+import GatehouseConfig
+import GatehouseTools
+import MCPWire
+
+/// What operators see of the pins, from the store alone (so the CLI, the admin API and any
+/// replica show the same): each tool's current and approved definitions, its status, and
+/// the diff between them.
+public enum ToolPinReport {
+    public struct Tool: Sendable {
+        public var server: String
+        public var name: String
+        public var status: String
+        public var held: Bool
+        public var current: AuthStore.ToolVersionRecord
+        public var approved: AuthStore.ToolVersionRecord?
+        public var findings: [JSONValue]
+    }
+
+    /// One entry per tool of the servers that pin (in config order, tools by name).
+    public static func tools(_ records: [AuthStore.ToolVersionRecord], servers: [ServerConfig]) -> [Tool] {
+        var out: [Tool] = []
+        for server in servers where server.toolPinning.mode != .off {
+            let byTool = Dictionary(grouping: records.filter { $0.server == server.name }, by: \.tool)
+            for (name, versions) in byTool.sorted(by: { $0.key < $1.key }) {
+                if let tool = tool(name, versions: versions, server: server) { out.append(tool) }
+            }
+        }
+        return out
+    }
+
+    static func tool(_ name: String, versions: [AuthStore.ToolVersionRecord], server: ServerConfig) -> Tool? {
+        guard let current = versions.max(by: { $0.lastSeen < $1.lastSeen }) else { return nil }
+        let findings = (try? JSONParser.parse(Array(current.findings.utf8)))?.arrayValue ?? []
+        let scanFindings = findings.compactMap { finding -> ScanFinding? in
+            guard let severity = finding["severity"]?.stringValue.flatMap(FindingSeverity.init(rawValue:)) else { return nil }
+            return ScanFinding(rule: finding["rule"]?.stringValue ?? "", severity: severity, location: finding["location"]?.stringValue ?? "",
+                               excerpt: finding["excerpt"]?.stringValue ?? "", message: finding["message"]?.stringValue ?? "")
+        }
+        let states = Dictionary(versions.map { ($0.digest, ToolPins.Version(state: $0.state, bodyDigest: $0.bodyDigest, lastSeen: $0.lastSeen)) },
+                                uniquingKeysWith: { a, _ in a })
+        let verdict = ToolPins.verdict(.init(digest: current.digest, bodyDigest: current.bodyDigest, findings: scanFindings, renamedFrom: current.renamedFrom),
+                                       versions: states, pinning: server.toolPinning)
+        let approved = versions.filter { $0.state == .approved }.max { ($0.decidedAt ?? 0) < ($1.decidedAt ?? 0) }
+        return Tool(server: server.name, name: name, status: verdict.status.rawValue, held: !verdict.visible, current: current, approved: approved,
+                    findings: findings)
+    }
+
+    public static func json(_ tool: Tool) -> JSONValue {
+        var object: JSONObject = [
+            "server": .string(tool.server), "tool": .string(tool.name), "status": .string(tool.status), "held": .bool(tool.held),
+            "current": .object(["digest": .string(tool.current.digest), "state": .string(tool.current.state.rawValue),
+                                "firstSeen": .string(time(tool.current.firstSeen)), "lastSeen": .string(time(tool.current.lastSeen))]),
+            "findings": .array(tool.findings),
+        ]
+        if let from = tool.current.renamedFrom { object["renamedFrom"] = .string(from) }
+        if let approved = tool.approved {
+            object["approved"] = .object(["digest": .string(approved.digest), "by": .string(approved.decidedBy ?? ""),
+                                          "at": .string(time(approved.decidedAt ?? 0))])
+        } else {
+            object["approved"] = .null
+        }
+        return .object(object)
+    }
+
+    /// The approved and current definitions and a readable diff of the two (the whole current
+    /// definition as added lines when nothing was approved yet).
+    public static func diff(_ tool: Tool) -> JSONValue {
+        let current = definition(tool.current)
+        let approved = tool.approved.map(definition)
+        let lines = DefinitionDiff.lines(old: approved.map(Canonical.pretty) ?? "", new: Canonical.pretty(current))
+        var object = json(tool).objectValue ?? [:]
+        object["currentDefinition"] = current
+        object["approvedDefinition"] = approved ?? .null
+        object["diff"] = .string(DefinitionDiff.render(lines.filter { $0 != .removed("") }))
+        return .object(object)
+    }
+
+    static func definition(_ record: AuthStore.ToolVersionRecord) -> JSONValue {
+        (try? JSONParser.parse(Array(record.definition.utf8))) ?? .string(record.definition)
+    }
+
+    static func time(_ millis: Int64) -> String { Timestamp.rfc3339(Date(timeIntervalSince1970: Double(millis) / 1000)) }
+}
