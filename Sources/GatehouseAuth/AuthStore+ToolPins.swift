@@ -127,6 +127,18 @@ extension AuthStore {
         return decided
     }
 
+    /// Drops undecided and superseded versions of a tool but the `keep` newest: a server that
+    /// changes a definition again and again must not grow the store without bound. Approved and
+    /// rejected versions stay (a rejected definition that comes back stays rejected).
+    public func pruneToolVersions(server: String, tool: String, keep: Int) async throws {
+        _ = try await database.query(
+            """
+            DELETE FROM gh_tool_versions WHERE server = ? AND tool = ? AND state IN ('pending', 'superseded') AND digest NOT IN \
+            (SELECT digest FROM gh_tool_versions WHERE server = ? AND tool = ? ORDER BY last_seen DESC LIMIT ?)
+            """,
+            [.text(server), .text(tool), .text(server), .text(tool), .int(Int64(keep))])
+    }
+
     /// Every version of every tool of `server` (all servers when nil).
     public func toolVersions(server: String? = nil, tool: String? = nil) async throws -> [ToolVersionRecord] {
         var sql = "SELECT \(Self.toolVersionColumns) FROM gh_tool_versions"

@@ -1077,14 +1077,22 @@ struct BlobScan {
     }
 
     mutating func run(into out: inout [Candidate]) {
-        var base64Start = -1, hexStart = -1
+        var base64Start = -1, hexStart = -1, hexDigits = 0
         var shape = Shape()
         for index in 0...scalars.count {
             let value = index < scalars.count ? scalars[index].value : 0x20
             if Self.isHex(value) {
-                if hexStart < 0 { hexStart = index }
+                if hexStart < 0 {
+                    hexStart = index
+                    hexDigits = 0
+                }
+                if value <= 0x39 { hexDigits += 1 }
             } else if hexStart >= 0 {
-                if index - hexStart >= Self.minHex { consider(hexStart..<index, hex: true) }
+                // Encoded bytes mix digits and letters; "aaaa..." or "deadbeef" × 8 is not data.
+                let length = index - hexStart
+                if length >= Self.minHex && hexDigits * 8 >= length && (length - hexDigits) * 16 >= length {
+                    consider(hexStart..<index, hex: true)
+                }
                 hexStart = -1
             }
             if Self.isBase64(value) {
@@ -1301,7 +1309,8 @@ struct ParameterText {
         let cues = CueIndex(PhraseMatcher.shared.hits(in: folded.bytes))
         let patterns = PhraseMatcher.shared.patterns
         for cue in [Cue.secretNoun, .modelSecret, .systemPrompt] {
-            for hit in cues.all(cue) {
+            // "credentials" in "~/.aws/credentials" is part of a path, judged as one below.
+            for hit in cues.all(cue) where hit.start == 0 || !"/.~-".utf8.contains(folded.bytes[hit.start - 1]) {
                 if let kind = patterns[hit.pattern].secret, !secrets.contains(kind) { secrets.append(kind) }
             }
         }

@@ -499,7 +499,7 @@ enum Excerpt {
     /// One key of a location path, rendered like an excerpt and at most 64 scalars long.
     static func locationComponent(_ key: String) -> String {
         let scalars = Array(key.unicodeScalars.prefix(65))
-        guard scalars.count > 64 || scalars.contains(where: { needsEscape($0) }) else { return key }
+        guard scalars.count > 64 || scalars.contains(where: { $0.value < 0x20 || needsEscape($0) }) else { return key }
         return render(scalars: scalars, from: 0, to: min(scalars.count, 64)) + (scalars.count > 64 ? "…" : "")
     }
 

@@ -20,6 +20,8 @@ public struct ToolDefinition: Sendable, Equatable {
     public let digest: String
     /// The digest of everything but the name: equal for a tool that was only renamed.
     public let bodyDigest: String
+    /// Bytes of the canonical form.
+    public let size: Int
 
     /// Nil when `tool` is not an object with a string `name`.
     public init?(_ tool: JSONValue) {
@@ -31,7 +33,9 @@ public struct ToolDefinition: Sendable, Equatable {
         let sorted = Canonical.sortedKeys(pinned)
         self.name = name
         self.value = .object(sorted)
-        self.digest = Canonical.digest(.object(sorted))
+        let bytes = JSONWriter.bytes(.object(sorted))
+        self.size = bytes.count
+        self.digest = Canonical.digest(bytes: bytes)
         var body = sorted
         if let position = body.position(of: "name") { body.setValue(.null, at: position) }
         self.bodyDigest = Canonical.digest(.object(body))
@@ -69,9 +73,16 @@ public enum Canonical {
         JSONObject(object.entries.sorted { $0.key.unicodeScalars.lexicographicallyPrecedes($1.key.unicodeScalars) })
     }
 
-    public static func digest(_ value: JSONValue) -> String {
-        let hash = SHA256.hash(data: JSONWriter.bytes(value))
-        return "sha256:" + hash.map { String(format: "%02x", $0) }.joined()
+    public static func digest(_ value: JSONValue) -> String { digest(bytes: JSONWriter.bytes(value)) }
+
+    static func digest(bytes: [UInt8]) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var out = Array("sha256:".utf8)
+        for byte in SHA256.hash(data: bytes) {
+            out.append(hex[Int(byte >> 4)])
+            out.append(hex[Int(byte & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Indented JSON (two spaces), keys in the value's order.

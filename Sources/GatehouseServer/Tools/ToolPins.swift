@@ -74,6 +74,12 @@ final class ToolPins: Sendable {
     private let auditLog = Mutex<AuditLog?>(nil)
     let syncedUntil = Mutex<Int64>(0)
     static let syncInterval: Duration = .seconds(2)
+    /// Larger names and definitions are not pinned (held in enforce mode): every version seen
+    /// is kept in the store, and a server must not be able to grow it without bound.
+    static let maxNameBytes = 256
+    static let maxDefinitionBytes = 256 * 1024
+    /// Undecided versions kept per tool; older ones are dropped when a new one arrives.
+    static let maxPendingVersions = 20
     /// The shortest time between two listings a call triggers for a name the server does not list.
     static let relistInterval: Duration = .seconds(2)
 
@@ -161,7 +167,16 @@ final class ToolPins: Sendable {
         let pinning = server.toolPinning
         guard pinning.mode != .off else { return items }
         await loadIfNeeded(server: server.name)
-        let definitions = items.map(ToolDefinition.init)
+        let definitions = items.map { item -> ToolDefinition? in
+            guard let definition = ToolDefinition(item) else { return nil }
+            guard definition.name.utf8.count <= Self.maxNameBytes, definition.size <= Self.maxDefinitionBytes else {
+                logger.warning("a tool definition too large to pin; it is \(pinning.mode == .enforce ? "held" : "passed unrecorded")", metadata: [
+                    "server": "\(server.name)", "tool": "\(definition.name.prefix(64))", "bytes": "\(definition.size)",
+                ])
+                return nil
+            }
+            return definition
+        }
         let unseen = servers.withLock { all -> [Int] in
             let current = all[server.name]?.current ?? [:]
             return definitions.indices.filter { index in
@@ -175,8 +190,7 @@ final class ToolPins: Sendable {
         var names: Set<String> = []
         for (item, definition) in zip(items, definitions) {
             guard let definition else {
-                logger.warning("a tool without a name in a server's list", metadata: ["server": "\(server.name)"])
-                if pinning.mode != .enforce { kept.append(item) }
+                if pinning.mode != .enforce { kept.append(item) }  // logged above, or a tool without a name
                 continue
             }
             names.insert(definition.name)
@@ -264,6 +278,28 @@ final class ToolPins: Sendable {
         for index in batch.indices {
             if let verdict = verdict(server: server, tool: batch[index].definition.name) {
                 report(batch[index].definition, verdict: verdict, previous: previous[index], server: server)
+            }
+        }
+        await prune(batch.map(\.definition.name), server: server.name)
+    }
+
+    /// Keeps at most `maxPendingVersions` undecided versions of each of these tools, in the
+    /// store and here.
+    private func prune(_ tools: [String], server: String) async {
+        let crowded = servers.withLock { all in tools.filter { (all[server]?.versions[$0]?.count ?? 0) > Self.maxPendingVersions } }
+        for tool in crowded {
+            do {
+                try await store.pruneToolVersions(server: server, tool: tool, keep: Self.maxPendingVersions)
+                let kept = try await store.toolVersions(server: server, tool: tool)
+                servers.withLock { all in
+                    all[server]?.versions[tool] = [:]
+                    if var state = all[server] {
+                        for record in kept { Self.merge(record, into: &state) }
+                        all[server] = state
+                    }
+                }
+            } catch {
+                logger.warning("cannot prune old tool definitions", metadata: ["server": "\(server)", "tool": "\(tool)", "error": "\(error)"])
             }
         }
     }

@@ -262,3 +262,37 @@ struct PipelinePinTests {
         }
     }
 }
+
+@Suite("Tool pinning: bounds on what a server can make the gateway keep")
+struct PinBoundsTests {
+    @Test("a server changing a definition again and again keeps at most 20 undecided versions of it")
+    func versionsArePruned() async throws {
+        try await withPins { fixture in
+            let fake = FakeServer(name: "demo")
+            let harness = try await PipelineHarness(servers: [fake], serverSpec: pinning("mode: enforce"), pins: fixture.pins)
+            _ = try await harness.stateless("tools/list")
+            for round in 0..<30 {
+                fake.setTools(changedEcho("version \(round)"))
+                _ = try await harness.stateless("tools/list")
+            }
+            let versions = try await fixture.store.toolVersions(server: "demo", tool: "echo")
+            #expect(versions.count <= ToolPins.maxPendingVersions + 1, "\(versions.count) versions kept")
+            #expect(versions.contains { $0.state == .approved }, "the approved version is never pruned")
+            #expect(!names(try await harness.stateless("tools/list")).contains("echo"))
+        }
+    }
+
+    @Test("a definition over 256 KiB or a name over 256 bytes is not pinned: held in enforce mode, not recorded")
+    func oversizedDefinitions() async throws {
+        try await withPins { fixture in
+            let huge: JSONValue = ["name": "huge", "description": .string(String(repeating: "a", count: 300_000)), "inputSchema": ["type": "object"]]
+            let long: JSONValue = ["name": .string(String(repeating: "n", count: 300)), "inputSchema": ["type": "object"]]
+            let fake = FakeServer(name: "demo", tools: [huge, long, FakeServer.standardTools[0]])
+            let harness = try await PipelineHarness(servers: [fake], serverSpec: pinning("mode: enforce"), pins: fixture.pins)
+            #expect(names(try await harness.stateless("tools/list")) == ["echo"])
+            #expect(try await fixture.store.toolVersions(server: "demo").map(\.tool) == ["echo"])
+            let call = try await harness.stateless("tools/call", params: ["name": "huge", "arguments": [:]], name: "huge")
+            #expect(call.error?["message"] == "Unknown tool: huge")
+        }
+    }
+}
