@@ -384,6 +384,14 @@ def lines_since(gw: PinGateway, offset: int) -> str:
     return gw.log()[offset:]
 
 
+def assert_logged_upstream_failure(gw: PinGateway, offset: int, what: str) -> None:
+    """A warning or error after `offset` that names the upstream server."""
+    log = lines_since(gw, offset)
+    lines = [line for line in log.splitlines() if re.search(r"\b(warning|error)\b", line) and SERVER in line]
+    assert lines, f"{what}: no warning/error log line naming the upstream '{SERVER}':\n{log[-3000:]}"
+    print(f"{what}: logged {lines[0]}")
+
+
 # --- 1. onNewTool: hold ---------------------------------------------------------------------------
 
 
@@ -745,6 +753,12 @@ async def test_ten_thousand_tools(launch: Launcher) -> None:
     up = launch.upstream(many)
     gw = launch.gateway(up, {"mode": "enforce"})
     with anyio.fail_after(55):
+        # A client that gives up while the gateway records 10,000 first sightings: nothing may stay held.
+        async with httpx2.AsyncClient(timeout=0.5, trust_env=False) as impatient:
+            try:
+                await wire.modern_call(impatient, gw.mcp_url, "tools/list")
+            except httpx2.TimeoutException:
+                pass
         started = time.monotonic()
         async with sdk(gw.mcp_url, "stateless") as client:
             try:
@@ -806,12 +820,11 @@ async def test_schema_nested_a_thousand_deep(launch: Launcher) -> None:
                 try:
                     listed = await names(client)
                 except MCPError as error:
-                    assert error.message, era
+                    print(f"{era}: tools/list -> {error.code} {error.message!r} data={error.data!r}")
+                    assert SERVER in error.message or SERVER in json.dumps(error.data), f"{era}: the error should name the upstream: {error.message!r}"
                     continue
                 assert "deep" not in listed, f"{era}: a schema nested 1,000 deep reached the client: {sorted(listed)}"
-        log = lines_since(gw, offset)
-        assert re.search(rf"(?i){SERVER}.*(depth|deep|nest)|(depth|deep|nest).*{SERVER}", log), (
-            f"no log line naming the server and the nesting:\n{log[-3000:]}")
+        assert_logged_upstream_failure(gw, offset, "a tool list nested 1,000 deep")
         await recovers(gw, up)
 
 
@@ -835,13 +848,15 @@ async def test_invalid_utf8_in_the_tool_list(launch: Launcher) -> None:
             assert "mojibake" not in tools or "\ufffd" in tools["mojibake"].get("description", ""), reply.describe()
         else:
             assert SERVER in response["error"]["message"] or response["error"].get("data"), reply.describe()
+        print(f"raw 2026-07-28 tools/list -> {reply.describe()}")
         for era in ERAS:
             async with sdk(gw.mcp_url, era) as client:
                 try:
-                    await names(client)
-                except MCPError:
-                    pass
-        log = lines_since(gw, offset)
-        assert re.search(rf"(?i){SERVER}.*(utf|invalid|decode)|(utf|invalid|decode).*{SERVER}", log), (
-            f"no log line naming the server and the bad bytes:\n{log[-3000:]}")
+                    listed = await list_tools(client)
+                except MCPError as error:
+                    print(f"{era}: tools/list -> {error.code} {error.message!r} data={error.data!r}")
+                    continue
+                if "mojibake" in listed:
+                    assert "\ufffd" in (listed["mojibake"].description or ""), f"{era}: {listed['mojibake']!r}"
+        assert_logged_upstream_failure(gw, offset, "invalid UTF-8 in a tool list")
         await recovers(gw, up)

@@ -179,9 +179,10 @@ final class ToolPins: Sendable {
         }
         let unseen = servers.withLock { all -> [Int] in
             let current = all[server.name]?.current ?? [:]
+            var digests: Set<String> = []  // a tool listed twice is recorded once (one statement may not write a row twice)
             return definitions.indices.filter { index in
-                guard let definition = definitions[index] else { return false }
-                return current[definition.name]?.digest != definition.digest
+                guard let definition = definitions[index], current[definition.name]?.digest != definition.digest else { return false }
+                return digests.insert(definition.digest).inserted
             }
         }
         if !unseen.isEmpty { await observe(unseen.map { (definitions[$0]!, items[$0]) }, server: server) }
