@@ -119,7 +119,9 @@ extension AuthStore {
             let rows = try await database.query(
                 """
                 UPDATE gh_tool_versions SET state = 'approved', decided_by = ?, decided_at = ?, changed_at = ? \
-                WHERE server = ? AND state = 'pending' AND digest IN (\(marks)) RETURNING \(Self.toolVersionColumns)
+                WHERE server = ? AND state = 'pending' AND digest IN (\(marks)) AND NOT EXISTS (SELECT 1 FROM gh_tool_versions AS other \
+                WHERE other.server = gh_tool_versions.server AND other.tool = gh_tool_versions.tool AND other.state <> 'pending') \
+                RETURNING \(Self.toolVersionColumns)
                 """,
                 [.text(by), .int(now), .int(now), .text(server)] + batch.map(SQLValue.text))
             decided += rows.compactMap(Self.toolVersion)
@@ -137,6 +139,17 @@ extension AuthStore {
             (SELECT digest FROM gh_tool_versions WHERE server = ? AND tool = ? ORDER BY last_seen DESC LIMIT ?)
             """,
             [.text(server), .text(tool), .text(server), .text(tool), .int(Int64(keep))])
+    }
+
+    /// Drops every version of the tools of `server` that have no decided version, but the
+    /// `keep` most recently seen tools.
+    public func pruneUndecidedTools(server: String, keep: Int) async throws {
+        _ = try await database.query(
+            """
+            DELETE FROM gh_tool_versions WHERE server = ? AND tool IN (SELECT tool FROM gh_tool_versions WHERE server = ? GROUP BY tool \
+            HAVING SUM(CASE WHEN state = 'pending' THEN 0 ELSE 1 END) = 0 ORDER BY MAX(last_seen) DESC LIMIT ? OFFSET ?)
+            """,
+            [.text(server), .text(server), .int(1 << 40), .int(Int64(keep))])
     }
 
     /// Every version of every tool of `server` (all servers when nil).
@@ -174,6 +187,10 @@ extension AuthStore {
                                   onlyIfPending: Bool = false) async throws -> ToolDecisionOutcome
     {
         let state = approve ? "approved" : "rejected"
+        // Deciding again what is decided changes nothing (the first decider and time stay).
+        if let same = try await toolVersions(server: server, tool: tool).first(where: { $0.digest == digest }), same.state.rawValue == state {
+            return .decided(same)
+        }
         let rows = try await database.query(
             """
             UPDATE gh_tool_versions SET state = ?, decided_by = ?, decided_at = ?, changed_at = ? \

@@ -177,7 +177,7 @@ enum PhraseTable {
         Entry(cue: .rolePlay, phrases: [
             "as an ai", "as a language model", "as an ai language model", "as a large language model",
             "as an assistant", "you are an ai", "you are a large language model", "you are now", "you're now",
-            "act as", "pretend to be", "pretend you are", "roleplay as", "role-play as", "role play as", "jailbreak*",
+            "pretend to be", "pretend you are", "roleplay as", "role-play as", "role play as", "jailbreak*",
             "your new role", "your role is now",
         ]),
         Entry(cue: .imperative, phrases: [
@@ -217,7 +217,8 @@ enum PhraseTable {
             "no need to ask the user", "no need to confirm", "skip user confirmation", "bypass user confirmation",
             "bypass confirmation", "without asking for permission", "without asking for confirmation",
             "without asking for approval", "without asking the user", "do not wait for approval",
-            "don't wait for approval", "do not show the user", "don't show the user", "never show the user",
+            "don't wait for approval", "do not show this to the user", "don't show this to the user",
+            "never show this to the user", "do not show it to the user",
         ]),
         Entry(cue: .covertAdverb, phrases: [
             "silently", "secretly", "covertly", "quietly", "discreetly", "stealthily", "surreptitiously", "invisibly",
@@ -705,8 +706,10 @@ struct PhraseRules {
         let message = "An instruction to keep something from the user (or to act silently, or without asking) is the mark of a poisoned tool: a legitimate description has nothing to hide from the person using it."
         if let hit = cues.first(.concealStrong) { return candidate(ScanRule.concealmentInstruction, .high, hit, message) }
         for negation in anchors(.concealNeg) {
+            // "Never reveal the API key to the user" protects a secret; it hides nothing.
             if let who = cues.find([.audience], endingIn: negation.end + 2, negation.end + 60), who.start >= negation.end,
-               sameClause(negation.end, who.start) {
+               sameClause(negation.end, who.start),
+               cues.find([.secretNoun], endingIn: negation.end + 1, who.start) == nil {
                 return Candidate(ScanRule.concealmentInstruction, .high, text.scalarRange(negation.start, who.end), message)
             }
         }

@@ -33,7 +33,7 @@ public enum ScannedKind: String, Sendable, CaseIterable, Codable {
 }
 
 /// One thing the scanner found in one place of an item.
-public struct ScanFinding: Sendable, Equatable, Hashable {
+public struct ScanFinding: Sendable, Equatable, Hashable, Codable {
     /// A stable rule id (see `ScanRule`).
     public var rule: String
     public var severity: FindingSeverity
@@ -376,7 +376,9 @@ enum Excerpt {
     static let context = 30
     static let maxSpan = 40
     static let maxEscapeRun = 8
-    static let maxTagRun = 512
+    /// Hidden characters decoded for display, and skipped past at most, per run.
+    static let maxDecodedShown = 80
+    static let maxRunSkipped = 2048
 
     /// About 80 scalars around `range`; invisible ones as U+XXXX, tag runs decoded.
     static func make(_ scalars: [Unicode.Scalar], _ range: Range<Int>) -> String {
@@ -437,7 +439,7 @@ enum Excerpt {
     static func decodeSelectors(_ scalars: [Unicode.Scalar], from start: Int) -> (String, Int) {
         var bytes: [UInt8] = []
         var index = start
-        while index < scalars.count, Invisible.isVariationSelector(scalars[index].value), index - start < 4 * maxTagRun {
+        while index < scalars.count, Invisible.isVariationSelector(scalars[index].value), index - start < maxRunSkipped {
             let value = scalars[index].value
             if (0xFE00...0xFE0F).contains(value) {
                 bytes.append(UInt8(value - 0xFE00))
@@ -446,7 +448,7 @@ enum Excerpt {
             }
             index += 1
         }
-        let shown = bytes.prefix(maxTagRun / 8)
+        let shown = bytes.prefix(maxDecodedShown)
         guard !shown.isEmpty, shown.allSatisfy({ (0x20...0x7E).contains($0) }) else {
             return ("\(index - start) selectors", index)
         }
@@ -458,9 +460,9 @@ enum Excerpt {
         var text = ""
         var index = start
         while index < scalars.count, Invisible.isTag(scalars[index].value) {
-            if index - start >= maxTagRun {
+            if index - start >= maxDecodedShown {
                 text += "…"
-                while index < scalars.count, Invisible.isTag(scalars[index].value), index - start < 4 * maxTagRun {
+                while index < scalars.count, Invisible.isTag(scalars[index].value), index - start < maxRunSkipped {
                     index += 1
                 }
                 return (text, index)

@@ -130,6 +130,11 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
     }
 
     private func deliverUnsolicited(_ message: JSONRPCMessage) {
+        // Answers belong to requests; on the GET stream none is the gateway's to relay.
+        guard !message.isResponse else {
+            transport.logger.warning("dropping a response the upstream sent outside any request", metadata: ["upstream": "\(transport.serverName)"])
+            return
+        }
         let handler = lock.withLock { unsolicited }
         if let handler {
             handler(message)
@@ -178,9 +183,18 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
         let clientToken: JSONValue?
         let key: String?
 
-        /// The event for a message of the answer; `final` when it is the response.
-        func event(for incoming: JSONRPCMessage) -> (event: UpstreamEvent, final: Bool) {
-            if incoming.isResponse, incoming.id == .int(upstreamID) {
+        /// The event for a message of the answer; `final` when it is the response; nil for a
+        /// response to something else. The upstream never saw the client's ids (they are
+        /// rewritten), so such a response is forged or stray: relayed, a client could take it
+        /// for the answer to one of its requests — a whole tools/list that no pin checked.
+        func event(for incoming: JSONRPCMessage) -> (event: UpstreamEvent, final: Bool)? {
+            if incoming.isResponse {
+                guard incoming.id == .int(upstreamID) else {
+                    channel.transport.logger.warning("dropping a response to a request the gateway did not send on this stream", metadata: [
+                        "upstream": "\(channel.transport.serverName)",
+                    ])
+                    return nil
+                }
                 var response = incoming
                 response.id = originalID
                 return (.response(response), true)
@@ -241,13 +255,15 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
                 }
             }
             do {
-                guard let incoming = try await exchange.next() else {
-                    finish()
-                    throw UpstreamError(upstream: call.channel.transport.serverName, kind: .protocolViolation, detail: "it closed the stream without answering")
+                while true {
+                    guard let incoming = try await exchange.next() else {
+                        finish()
+                        throw UpstreamError(upstream: call.channel.transport.serverName, kind: .protocolViolation, detail: "it closed the stream without answering")
+                    }
+                    guard let (event, final) = call.event(for: incoming) else { continue }  // dropped
+                    if final { finish() }
+                    return event
                 }
-                let (event, final) = call.event(for: incoming)
-                if final { finish() }
-                return event
             } catch {
                 let wasOpen = !done
                 finish()
@@ -291,7 +307,7 @@ final class HTTPChannel: UpstreamChannel, @unchecked Sendable {
             do {
                 let answered = Box(false)
                 try await self.transport.post(outgoing, sessionID: self.sessionID, version: self.info.version, member: self.member, extraHeaders: headers) { incoming in
-                    let (event, final) = call.event(for: incoming)
+                    guard let (event, final) = call.event(for: incoming) else { return true }
                     continuation.yield(event)
                     if final { answered.value = true }
                     return !final

@@ -3,6 +3,7 @@ import Foundation
 import GatehouseAuth
 import GatehouseConfig
 import GatehouseServer
+import GatehouseTools
 import Logging
 import MCPWire
 
@@ -49,8 +50,8 @@ struct ToolsCommand: AsyncParsableCommand {
         guard let serverConfig = config.server(named: server), serverConfig.toolPinning.mode != .off else {
             throw ValidationError("server '\(server)' does not pin its tools in this config")
         }
-        let versions = try await store.toolVersions(server: server, tool: tool)
-        guard let found = ToolPinReport.tools(versions, servers: [serverConfig]).first else {
+        let records = try await store.toolVersions(server: server)
+        guard let found = ToolPinReport.tools(records, servers: [serverConfig]).first(where: { $0.name.utf8.elementsEqual(tool.utf8) }) else {
             throw ValidationError("no definition of tool '\(tool)' on server '\(server)' was recorded yet; a gateway records them when it lists the server's tools")
         }
         return found
@@ -73,8 +74,9 @@ struct ToolsCommand: AsyncParsableCommand {
                 return
             }
             for tool in tools {
-                var line = "\(tool.server)/\(tool.name)  \(tool.status)\(tool.held ? " (held)" : "")  \(tool.current.digest)"
-                if let from = tool.current.renamedFrom { line += "  renamed from \(from)" }
+                // Names come from the upstream: escaped, so they cannot drive the terminal.
+                var line = "\(tool.server)/\(Printable.escaped(tool.name))  \(tool.status)\(tool.held ? " (held)" : "")  \(tool.current.digest)"
+                if let from = tool.current.renamedFrom { line += "  renamed from \(Printable.escaped(from))" }
                 if !tool.findings.isEmpty { line += "  findings: \(tool.findings.compactMap { $0["rule"]?.stringValue }.joined(separator: ","))" }
                 Swift.print(line)
             }
@@ -96,13 +98,14 @@ struct ToolsCommand: AsyncParsableCommand {
                 ToolsCommand.print(diff)
                 return
             }
-            Swift.print("\(server)/\(name): \(tool.status)\(tool.held ? " (held)" : "")")
-            Swift.print("approved: \(tool.approved?.digest ?? "none")")
+            Swift.print("\(server)/\(Printable.escaped(name)): \(tool.status)\(tool.held ? " (held)" : "")")
+            Swift.print("approved: \(tool.approved.map { "\($0.digest) by \(Printable.escaped($0.decidedBy ?? ""))" } ?? "none")")
             Swift.print("current:  \(tool.current.digest)")
             for finding in tool.findings {
-                Swift.print("finding:  \(finding["rule"]?.stringValue ?? "") (\(finding["severity"]?.stringValue ?? "")) at \(finding["location"]?.stringValue ?? ""): \(finding["message"]?.stringValue ?? "")")
+                let text = "finding:  \(finding["rule"]?.stringValue ?? "") (\(finding["severity"]?.stringValue ?? "")) at \(finding["location"]?.stringValue ?? ""): \(finding["message"]?.stringValue ?? "")"
+                Swift.print(Printable.escaped(text))
             }
-            Swift.print(diff["diff"]?.stringValue ?? "")
+            Swift.print((diff["diff"]?.stringValue ?? "").split(separator: "\n", omittingEmptySubsequences: false).map { Printable.escaped(String($0)) }.joined(separator: "\n"))
             if tool.status != "approved" { Swift.print("\nto approve: gatehouse tools approve -c \(options.config) \(server) \(name) --digest \(tool.current.digest)") }
         }
     }

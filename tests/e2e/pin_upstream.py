@@ -22,8 +22,10 @@ Modes (--mode):
             a pre-2026 server refuses an unknown version. The gateway's `server/discover` fails,
             it falls back to `initialize`, and its upstream sessions get the list_changed
             notifications on their GET streams.
-  dual      the SDK's own dual-era app (the gateway then talks 2026-07-28 to it; change
-            notifications would need subscriptions/listen, which this server does not serve).
+  dual      the SDK's own dual-era app: the gateway then talks 2026-07-28 to it (no sessions). A
+            file change is also published on the SDK's subscription bus, so `subscriptions/listen`
+            streams (the 2026-07-28 way to hear of changes; the low-level server serves it with the
+            SDK's ListenHandler) get `notifications/tools/list_changed` too.
 
 --raw: tools/list is answered by an ASGI layer in front of the SDK with the file's bytes spliced
 verbatim into `{"jsonrpc":"2.0","id":ID,"result":{"tools":<FILE BYTES>}}` (Content-Type
@@ -47,7 +49,9 @@ import anyio
 import mcp_types as types
 import uvicorn
 from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ToolsListChanged
 
 MODERN = "2026-07-28"
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -59,6 +63,7 @@ class State:
     def __init__(self, tools_path: str, raw: bool = False) -> None:
         self.tools_path = tools_path
         self.raw = raw
+        self.bus = InMemorySubscriptionBus()  # subscriptions/listen streams (2026-07-28)
         # Sessions seen by requests (ServerSession objects, by identity): who gets list_changed.
         self.sessions: dict[str, Any] = {}
 
@@ -77,9 +82,11 @@ class State:
         request = getattr(ctx, "request", None)
         headers = getattr(request, "headers", None)
         key = headers.get("mcp-session-id") if headers is not None else None
-        self.sessions[key or f"object-{id(session)}"] = session
+        if key:  # 2026-07-28 requests have no session: they hear of changes through subscriptions/listen
+            self.sessions[key] = session
 
     async def notify_all(self) -> None:
+        await self.bus.publish(ToolsListChanged())
         for key, session in list(self.sessions.items()):
             try:
                 with anyio.fail_after(2):
@@ -110,7 +117,10 @@ class State:
 def build_server(state: State) -> Server[Any]:
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> dict[str, Any]:
         state.remember(ctx)
-        return {"tools": state.read_tools()}  # --raw answers tools/list before the SDK sees it
+        result: dict[str, Any] = {"tools": state.read_tools()}  # --raw answers tools/list before the SDK sees it
+        if getattr(ctx, "protocol_version", None) == MODERN:
+            result.update({"resultType": "complete", "ttlMs": 0, "cacheScope": "private"})  # never cached: the file changes
+        return result
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> dict[str, Any]:
         state.remember(ctx)
@@ -118,9 +128,13 @@ def build_server(state: State) -> Server[Any]:
         if names is not None and params.name not in names:
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
         arguments = json.dumps(params.arguments or {}, separators=(",", ":"), ensure_ascii=False)
-        return {"content": [{"type": "text", "text": f"{params.name}: {arguments}"}], "isError": False}
+        result: dict[str, Any] = {"content": [{"type": "text", "text": f"{params.name}: {arguments}"}], "isError": False}
+        if getattr(ctx, "protocol_version", None) == MODERN:
+            result["resultType"] = "complete"
+        return result
 
-    return Server("gatehouse-pin-upstream", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
+    return Server("gatehouse-pin-upstream", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool,
+                  on_subscriptions_listen=ListenHandler(state.bus))
 
 
 def _json_response(status: int, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -18,8 +18,13 @@ on loopback without a token), except the replica test (two gateways on one throw
 6. a poisoned description (<IMPORTANT> ... ~/.ssh/id_rsa ... do not tell the user) is held on
    first sight with a high finding.
 7. two replicas on PostgreSQL: an approval on A reaches B; a stale approval fails on both.
+   Also: what counts as a change (canonical JSON: key order is none; title, inputSchema,
+   outputSchema, annotations, description are), a change made while the gateway was down,
+   `onChange: warn`, reject then approve, `scan.block: none`, and the list_changed guarantee behind
+   an upstream the gateway talks 2026-07-28 to (pin_upstream.py --mode dual, subscriptions/listen).
 8. bad upstream lists (10,000 tools, a 1 MB description, a schema nested 1,000 deep, invalid
-   UTF-8): the gateway answers, logs, keeps serving and recovers when the list is fixed.
+   UTF-8): the gateway answers, logs, keeps serving and recovers when the list is fixed. The last
+   two are served raw (pin_upstream.py --raw splices the file's bytes into the answer).
 """
 
 from __future__ import annotations
@@ -225,13 +230,14 @@ class Launcher:
         self.gateways: list[PinGateway] = []
         self.upstreams: list[PinUpstream] = []
 
-    def upstream(self, tools: list[dict[str, Any]] | None = None, *, raw: bytes | None = None, name: str = "upstream") -> PinUpstream:
+    def upstream(self, tools: list[dict[str, Any]] | None = None, *, raw: bytes | None = None, name: str = "upstream",
+                 mode: str = "session") -> PinUpstream:
         tools_path = self.base / f"{name}-tools.json"
         if raw is not None:
             write_bytes_atomic(tools_path, raw)
         else:
             write_json_atomic(tools_path, tools or [])
-        argv = [sys.executable, str(PIN_UPSTREAM), "--tools", str(tools_path), "--host", "127.0.0.1", "--port", "0"]
+        argv = [sys.executable, str(PIN_UPSTREAM), "--tools", str(tools_path), "--host", "127.0.0.1", "--port", "0", "--mode", mode]
         if raw is not None:
             argv.append("--raw")
         proc = Proc(name, argv, self.base)
@@ -414,6 +420,13 @@ async def test_new_tools_are_held_until_approved_with_the_cli(launch: Launcher) 
             assert DIGEST.fullmatch(entry["current"]["digest"]), f"{name}: current.digest {entry['current'].get('digest')!r}"
             assert entry["findings"] == [], f"{name}: a harmless tool has findings: {entry['findings']}"
         assert tools["alpha"]["current"]["digest"] != tools["beta"]["current"]["digest"]
+        assert metric(gw.metrics(), "gatehouse_tools_held", server=SERVER) == 2, _grep(gw.metrics(), "gatehouse_tool")
+        new_diff = json.loads(gw.cli("diff", SERVER, "alpha", "--json").stdout)
+        assert new_diff["approvedDefinition"] is None, new_diff
+        assert new_diff["currentDefinition"]["name"] == "alpha" and new_diff["currentDefinition"]["description"] == ALPHA["description"], new_diff
+        assert new_diff["current"]["digest"] == tools["alpha"]["current"]["digest"], new_diff
+        assert any(line.startswith("+ ") and ALPHA["description"] in line for line in new_diff["diff"].splitlines()), new_diff["diff"]
+        assert not any(line.startswith("- ") for line in new_diff["diff"].splitlines()), new_diff["diff"]
 
         # A session opened before the approval, and kept.
         async with sdk(gw.mcp_url, "session") as early:
@@ -440,6 +453,7 @@ async def test_new_tools_are_held_until_approved_with_the_cli(launch: Launcher) 
     assert after["alpha"]["approved"] and after["alpha"]["approved"]["digest"] == digest, after["alpha"]
     assert after["alpha"]["approved"]["by"] == "e2e-reviewer", after["alpha"]
     assert after["beta"]["status"] == "new" and after["beta"]["held"] is True, after["beta"]
+    assert metric(gw.metrics(), "gatehouse_tools_held", server=SERVER) == 1, _grep(gw.metrics(), "gatehouse_tool")
     gw.alive()
 
 
@@ -512,10 +526,16 @@ async def test_changed_tool_is_held_until_its_diff_is_approved(launch: Launcher)
             assert not any(line.startswith(("- ", "+ ")) and '"name"' in line for line in text_lines), (
                 f"only the description changed: {diff['diff']}")
 
+            cli_diff = json.loads(gw.cli("diff", SERVER, "alpha", "--json").stdout)
+            assert cli_diff["diff"] == diff["diff"] and cli_diff["current"]["digest"] == v2_digest, (cli_diff, diff)
+            assert cli_diff["approvedDefinition"] == diff["approvedDefinition"], cli_diff
+
             approve = gw.admin_post(f"/tools/{SERVER}/alpha/approve", {"digest": v2_digest, "by": "e2e-admin"})
             assert approve.status_code == 200, describe(approve)
             assert approve.json() == {"server": SERVER, "tool": "alpha", "digest": v2_digest, "state": "approved", "by": "e2e-admin"}, approve.json()
             await poll(lambda: _has(stateless, "alpha"), DECISION_SECONDS, "alpha listed again after approval")
+            decisions = metric(gw.metrics(), "gatehouse_tool_decisions_total", server=SERVER, decision="approve")
+            assert decisions is not None and decisions >= 1, f"gatehouse_tool_decisions_total{{decision=approve}} = {decisions}\n" + _grep(gw.metrics(), "gatehouse_tool")
             for era, client in (("session", session), ("stateless", stateless)):
                 assert await call_text(client, "alpha", args) == expected_text("alpha", args), f"{era}: after approval"
                 assert (await list_tools(client))["alpha"].description == alpha_v2["description"], era
@@ -543,6 +563,8 @@ async def test_changed_tool_is_held_until_its_diff_is_approved(launch: Launcher)
             assert missing.status_code == 400, describe(missing)
             no_tool = gw.admin_post(f"/tools/{SERVER}/no_such_tool/approve", {"digest": v4_digest})
             assert no_tool.status_code == 404, describe(no_tool)
+            no_diff = gw.admin_get(f"/tools/{SERVER}/no_such_tool/diff")
+            assert no_diff.status_code == 404, describe(no_diff)
     gw.alive()
 
 
@@ -724,6 +746,158 @@ async def test_replicas_share_decisions(launch: Launcher) -> None:
         pg.stop()
 
 
+# --- more of the definition and the settings ------------------------------------------------------
+
+
+async def test_what_counts_as_a_change(launch: Launcher) -> None:
+    """The definition is name, title, description, inputSchema, outputSchema and annotations, as canonical
+    JSON: key order and whitespace are no change; a change to any of those fields holds the tool."""
+    schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "required": ["a"]}
+    output = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    base = {"description": "Same description.", "title": "T", "inputSchema": schema, "outputSchema": output,
+            "annotations": {"readOnlyHint": True, "idempotentHint": True}}
+    names_ = ["t_reordered", "t_title", "t_input", "t_output", "t_annotations", "t_description"]
+    up = launch.upstream([{"name": n, **base} for n in names_])
+    gw = launch.gateway(up, {"mode": "enforce"})
+    reordered_schema = {"required": ["a"], "properties": {"b": {"type": "integer"}, "a": {"type": "string"}}, "type": "object"}
+    changed = [
+        {"annotations": {"idempotentHint": True, "readOnlyHint": True}, "outputSchema": {"properties": {"ok": {"type": "boolean"}}, "type": "object"},
+         "inputSchema": reordered_schema, "title": "T", "description": "Same description.", "name": "t_reordered"},
+        {"name": "t_title", **base, "title": "T2"},
+        {"name": "t_input", **base, "inputSchema": {**schema, "required": ["a", "b"]}},
+        {"name": "t_output", **base, "outputSchema": {"type": "object", "properties": {"ok": {"type": "string"}}}},
+        {"name": "t_annotations", **base, "annotations": {"readOnlyHint": False, "idempotentHint": True}},
+        {"name": "t_description", **base, "description": "Same description!"},
+    ]
+    with anyio.fail_after(50):
+        async with sdk(gw.mcp_url, "stateless") as client:
+            assert await names(client) == set(names_)
+            before = {n: e["current"]["digest"] for n, e in gw.admin_tools().items()}
+            up.set_tools(changed)
+            await poll(lambda: _lacks(client, "t_title"), 5, "the changed list seen")
+            assert await names(client) == {"t_reordered"}, "only the reordered (canonically equal) tool stays approved"
+    after = gw.admin_tools()
+    assert after["t_reordered"]["status"] == "approved" and after["t_reordered"]["current"]["digest"] == before["t_reordered"], after["t_reordered"]
+    for name in names_[1:]:
+        assert after[name]["status"] == "changed" and after[name]["held"] is True, f"{name}: {after[name]}"
+        assert after[name]["current"]["digest"] != before[name], name
+    gw.alive()
+
+
+async def test_change_while_the_gateway_is_down_is_caught(launch: Launcher) -> None:
+    up = launch.upstream([ALPHA])
+    gw = launch.gateway(up, {"mode": "enforce"})
+    with anyio.fail_after(50):
+        async with sdk(gw.mcp_url, "stateless") as client:
+            assert await names(client) == {"alpha"}
+        gw.proc.stop()
+        up.set_tools([{**ALPHA, "description": "Alpha, changed while nobody was looking."}])
+        restarted = Proc("gateway-2", gw.proc.argv, gw.dir)
+        launch.procs.append(restarted)
+        wait_http_200(restarted, f"{gw.base_url}/readyz")
+        gw.proc = restarted
+        for era in ERAS:
+            async with sdk(gw.mcp_url, era) as client:
+                assert_unknown_tool(await call_error(client, "alpha", {"text": "x"}), "alpha",
+                                    f"{era}: a definition that changed while the gateway was down (no list first)")
+                assert await names(client) == set(), f"{era}: onNewTool: allow must not pin a changed tool after a restart"
+    entry = gw.admin_tools()["alpha"]
+    assert entry["status"] == "changed" and entry["held"] is True, entry
+    gw.alive()
+
+
+async def test_on_change_warn_passes_changed_tools(launch: Launcher) -> None:
+    up = launch.upstream([ALPHA])
+    gw = launch.gateway(up, {"mode": "enforce", "onChange": "warn"})
+    alpha_v2 = {**ALPHA, "description": "Alpha v2 (warn)."}
+    offset = len(gw.log())
+    with anyio.fail_after(50):
+        async with sdk(gw.mcp_url, "session") as client:
+            assert await names(client) == {"alpha"}
+            up.set_tools([alpha_v2])
+            await poll(lambda: _description(client, "alpha", alpha_v2["description"]), 5, "v2 listed")
+            assert await call_text(client, "alpha", {"text": "w"}) == expected_text("alpha", {"text": "w"})
+    entry = gw.admin_tools()["alpha"]
+    assert entry["status"] == "changed" and entry["held"] is False, entry
+    assert re.search(r"alpha", lines_since(gw, offset)), "the change should be logged (warn)"
+    gw.alive()
+
+
+async def _description(client: Any, name: str, description: str) -> bool:
+    listed = await list_tools(client)
+    return name in listed and listed[name].description == description
+
+
+async def test_reject_keeps_a_tool_held_and_can_be_reversed(launch: Launcher) -> None:
+    up = launch.upstream([ALPHA])
+    gw = launch.gateway(up, {"mode": "enforce", "onNewTool": "hold"})
+    with anyio.fail_after(50):
+        async with sdk(gw.mcp_url, "stateless") as client:
+            assert await names(client) == set()
+            digest = gw.admin_tools()["alpha"]["current"]["digest"]
+            rejected = gw.admin_post(f"/tools/{SERVER}/alpha/reject", {"digest": digest, "by": "e2e-security"})
+            assert rejected.status_code == 200, describe(rejected)
+            assert rejected.json() == {"server": SERVER, "tool": "alpha", "digest": digest, "state": "rejected", "by": "e2e-security"}, rejected.json()
+            entry = gw.admin_tools()["alpha"]
+            assert entry["status"] == "rejected" and entry["held"] is True and entry["approved"] is None, entry
+            assert await names(client) == set()
+            assert_unknown_tool(await call_error(client, "alpha", {"text": "x"}), "alpha", "a rejected tool")
+            metrics = gw.metrics()
+            assert metric(metrics, "gatehouse_tool_decisions_total", server=SERVER, decision="reject") == 1, _grep(metrics, "gatehouse_tool")
+            # A person changes their mind: the same definition approved after all.
+            gw.cli("approve", SERVER, "alpha", "--digest", digest, "--by", "e2e-security")
+            await poll(lambda: _has(client, "alpha"), DECISION_SECONDS, "alpha approved after a rejection")
+            assert await call_text(client, "alpha", {"text": "x"}) == expected_text("alpha", {"text": "x"})
+    gw.alive()
+
+
+async def test_scan_block_none_pins_flagged_tools(launch: Launcher) -> None:
+    up = launch.upstream([POISONED])
+    gw = launch.gateway(up, {"mode": "enforce", "scan": {"block": "none"}})
+    with anyio.fail_after(50):
+        async with sdk(gw.mcp_url, "stateless") as client:
+            assert await names(client) == {"add_numbers"}, "scan.block none: findings never hold a tool"
+    entry = gw.admin_tools()["add_numbers"]
+    assert entry["status"] == "approved" and entry["held"] is False, entry
+    assert any(f["severity"] == "high" for f in entry["findings"]), f"findings are still reported: {entry}"
+    gw.alive()
+
+
+async def test_changed_tool_is_held_behind_a_2026_upstream(launch: Launcher) -> None:
+    """An upstream the gateway talks 2026-07-28 to announces changes only on a `subscriptions/listen`
+    stream, which the gateway does not open upstream: its listing ages instead (5 s), so a call without
+    a new list reaches a changed tool for at most that long (docs/security.md)."""
+    up = launch.upstream([ALPHA, BETA], mode="dual")
+    gw = launch.gateway(up, {"mode": "enforce"})
+    args = {"text": "m"}
+    assert "protocol=2026-07-28" in gw.log(), f"the gateway should talk 2026-07-28 to a dual-era upstream:\n{gw.log()[-2000:]}"
+    with anyio.fail_after(50):
+        async with sdk(gw.mcp_url, "session") as session, sdk(gw.mcp_url, "stateless") as stateless:
+            for client in (session, stateless):
+                assert await names(client) == {"alpha", "beta"}
+                assert await call_text(client, "alpha", args) == expected_text("alpha", args)
+            sent_before = up.notifications_sent()
+            up.set_tools([{**ALPHA, "description": "Alpha v2 behind a 2026 upstream."}, BETA])
+            await poll(lambda: up.notifications_sent() > sent_before, 5, "the upstream publishing list_changed")
+            for era, client in (("session", session), ("stateless", stateless)):
+                async def refused() -> Any:
+                    try:
+                        with anyio.fail_after(SDK_TIMEOUT):
+                            await client.call_tool("alpha", args)
+                    except MCPError as error:
+                        return error
+                    return None
+
+                try:
+                    error = await poll(refused, 8, f"{era}: a call to the changed tool (no new list) refused")
+                except AssertionError as failure:
+                    raise AssertionError(
+                        f"{era}: 8 s after a 2026-07-28 upstream changed alpha, calls without a new list still reach it: "
+                        f"the gateway's listing of it should age out after 5 s ({failure})") from None
+                assert_unknown_tool(error, "alpha", era)
+    gw.alive()
+
+
 # --- 8. bad upstream input -------------------------------------------------------------------------
 
 
@@ -782,25 +956,38 @@ async def test_ten_thousand_tools(launch: Launcher) -> None:
 
 
 async def test_one_megabyte_description(launch: Launcher) -> None:
+    """A 1 MB description: the list is answered, the other tool works; the big one arrives intact, or is
+    held with a warning naming it, and then shows up where operators look for held tools."""
     big = tool("huge", "A" * (1 << 20))
     up = launch.upstream([ALPHA, big])
     gw = launch.gateway(up, {"mode": "enforce"})
     offset = len(gw.log())
+    held_entry: Any = "listed"
     with anyio.fail_after(55):
-        async with sdk(gw.mcp_url, "stateless") as client:
-            try:
-                listed = await list_tools(client)
-            except MCPError as error:
-                raise AssertionError(f"a 1 MB description failed the whole list: {error.code} {error.message!r}") from error
-        assert "alpha" in listed, f"the other tool must stay listed: {sorted(listed)}"
+        for era in ERAS:
+            async with sdk(gw.mcp_url, era) as client:
+                try:
+                    listed = await list_tools(client)
+                except MCPError as error:
+                    raise AssertionError(f"{era}: a 1 MB description failed the whole list: {error.code} {error.message!r}") from error
+                assert "alpha" in listed, f"{era}: the other tool must stay listed: {sorted(listed)}"
+                assert await call_text(client, "alpha", {"text": "y"}) == expected_text("alpha", {"text": "y"}), era
         if "huge" in listed:
             assert listed["huge"].description == big["description"], "the 1 MB description must arrive intact or not at all"
         else:
             log = lines_since(gw, offset)
-            assert re.search(r"huge", log), f"'huge' was dropped from the list without a log line naming it:\n{log[-3000:]}"
-        async with sdk(gw.mcp_url, "session") as session:
-            assert await call_text(session, "alpha", {"text": "y"}) == expected_text("alpha", {"text": "y"})
+            named = [line for line in log.splitlines() if re.search(r"\b(warning|error)\b", line) and "huge" in line]
+            assert named, f"'huge' was dropped from the list without a warning naming it:\n{log[-3000:]}"
+            print(f"1 MB description: logged {named[0][:300]}")
+            held_gauge = metric(gw.metrics(), "gatehouse_tools_held", server=SERVER)
+            response = gw.admin_get("/tools")
+            held_entry = next((entry for entry in response.json().get("unpinnable", []) if entry.get("tool") == "huge"), None)
         await recovers(gw, up)
+    if held_entry != "listed":
+        assert held_gauge == 1, f"gatehouse_tools_held must count the held 'huge': {held_gauge}"
+        assert held_entry is not None and held_entry["held"] is True and held_entry["bytes"] > 1 << 20, (
+            f"'huge' is held (not listed, a warning logged) but GET /tools does not show it (entry {held_entry!r}; "
+            f"gatehouse_tools_held={held_gauge}): an operator looking for held tools cannot find it, nor approve it")
 
 
 def nested_schema(depth: int) -> bytes:

@@ -16,8 +16,9 @@ extension AdminListener {
             guard let pins else { return noPins() }
             do {
                 let records = try await pins.store.toolVersions()
-                let tools = ToolPinReport.tools(records, servers: state.snapshot.config.servers)
-                return json(["tools": .array(tools.map(ToolPinReport.json))])
+                let servers = state.snapshot.config.servers
+                let tools = ToolPinReport.tools(records, servers: servers)
+                return json(["tools": .array(tools.map(ToolPinReport.json)), "unpinnable": .array(pins.unpinnable(servers))])
             } catch {
                 return storeFailed(error, pins: pins)
             }
@@ -70,8 +71,7 @@ extension AdminListener {
 
     static func report(server: String, tool: String, pins: ToolPins, state: GatewayState) async throws -> ToolPinReport.Tool? {
         guard let config = state.snapshot.config.server(named: server), config.toolPinning.mode != .off else { return nil }
-        let versions = try await pins.store.toolVersions(server: server, tool: tool)
-        return ToolPinReport.tool(tool, versions: versions, server: config)
+        return ToolPinReport.tool(tool, records: try await pins.store.toolVersions(server: server), server: config)
     }
 
     static func noPins() -> Response {

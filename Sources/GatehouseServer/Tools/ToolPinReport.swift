@@ -22,29 +22,39 @@ public enum ToolPinReport {
     public static func tools(_ records: [AuthStore.ToolVersionRecord], servers: [ServerConfig]) -> [Tool] {
         var out: [Tool] = []
         for server in servers where server.toolPinning.mode != .off {
-            let byTool = Dictionary(grouping: records.filter { $0.server == server.name }, by: \.tool)
-            for (name, versions) in byTool.sorted(by: { $0.key < $1.key }) {
-                if let tool = tool(name, versions: versions, server: server) { out.append(tool) }
+            let mine = records.filter { $0.server == server.name }
+            // What the server's other tools say counts too (a body rejected under another name).
+            var state = ToolPins.ServerState()
+            for record in mine { ToolPins.merge(record, into: &state) }
+            let byTool = Dictionary(grouping: mine, by: { ToolName($0.tool) })
+            var currents: [(name: ToolName, current: AuthStore.ToolVersionRecord, findings: [JSONValue])] = []
+            for (name, versions) in byTool {
+                guard let current = versions.max(by: { $0.lastSeen < $1.lastSeen }) else { continue }
+                let findings = (try? JSONParser.parse(Array(current.findings.utf8)))?.arrayValue ?? []
+                state.seen[current.digest] = .init(bodyDigest: current.bodyDigest, findings: scanFindings(findings), renamedFrom: current.renamedFrom)
+                currents.append((name, current, findings))
+            }
+            for entry in currents.sorted(by: { $0.name.text.unicodeScalars.lexicographicallyPrecedes($1.name.text.unicodeScalars) }) {
+                guard let verdict = ToolPins.verdict(name: entry.name, digest: entry.current.digest, state: state, pinning: server.toolPinning) else { continue }
+                let approved = (byTool[entry.name] ?? []).filter { $0.state == .approved }.max { ($0.decidedAt ?? 0) < ($1.decidedAt ?? 0) }
+                out.append(Tool(server: server.name, name: entry.name.text, status: verdict.status.rawValue, held: !verdict.visible,
+                                current: entry.current, approved: approved, findings: entry.findings))
             }
         }
         return out
     }
 
-    static func tool(_ name: String, versions: [AuthStore.ToolVersionRecord], server: ServerConfig) -> Tool? {
-        guard let current = versions.max(by: { $0.lastSeen < $1.lastSeen }) else { return nil }
-        let findings = (try? JSONParser.parse(Array(current.findings.utf8)))?.arrayValue ?? []
-        let scanFindings = findings.compactMap { finding -> ScanFinding? in
+    /// One tool, judged with what the store says of the server's tools.
+    static func tool(_ name: String, records: [AuthStore.ToolVersionRecord], server: ServerConfig) -> Tool? {
+        tools(records, servers: [server]).first { ToolName($0.name) == ToolName(name) }
+    }
+
+    static func scanFindings(_ findings: [JSONValue]) -> [ScanFinding] {
+        findings.compactMap { finding in
             guard let severity = finding["severity"]?.stringValue.flatMap(FindingSeverity.init(rawValue:)) else { return nil }
             return ScanFinding(rule: finding["rule"]?.stringValue ?? "", severity: severity, location: finding["location"]?.stringValue ?? "",
                                excerpt: finding["excerpt"]?.stringValue ?? "", message: finding["message"]?.stringValue ?? "")
         }
-        let states = Dictionary(versions.map { ($0.digest, ToolPins.Version(state: $0.state, bodyDigest: $0.bodyDigest, lastSeen: $0.lastSeen)) },
-                                uniquingKeysWith: { a, _ in a })
-        let verdict = ToolPins.verdict(.init(digest: current.digest, bodyDigest: current.bodyDigest, findings: scanFindings, renamedFrom: current.renamedFrom),
-                                       versions: states, pinning: server.toolPinning)
-        let approved = versions.filter { $0.state == .approved }.max { ($0.decidedAt ?? 0) < ($1.decidedAt ?? 0) }
-        return Tool(server: server.name, name: name, status: verdict.status.rawValue, held: !verdict.visible, current: current, approved: approved,
-                    findings: findings)
     }
 
     public static func json(_ tool: Tool) -> JSONValue {

@@ -56,9 +56,9 @@ extension ToolPins {
                 }
             }
             syncedUntil.withLock { $0 = started }
-        } catch {
+        } catch where !Task.isCancelled && !(error is CancellationError) {
             logger.warning("cannot read tool pin decisions from the store", metadata: ["error": "\(error)"])
-        }
+        } catch {}  // shutting down
     }
 
     // MARK: Decisions
@@ -81,14 +81,26 @@ extension ToolPins {
         return outcome
     }
 
+    /// Tools of the servers' last lists that are too large to pin (held in enforce mode).
+    func unpinnable(_ configs: [ServerConfig]) -> [JSONValue] {
+        servers.withLock { all in
+            configs.flatMap { config in
+                (all[config.name]?.unpinnable ?? [:]).sorted { $0.key.text < $1.key.text }.map { name, bytes -> JSONValue in
+                    ["server": .string(config.name), "tool": .string(name.text), "bytes": .int(bytes), "held": .bool(config.toolPinning.mode == .enforce),
+                     "reason": .string("the definition (\(bytes) bytes) or its name is too large to pin: at most \(Self.maxDefinitionBytes) bytes and a \(Self.maxNameBytes)-byte name")]
+                }
+            }
+        }
+    }
+
     /// Tools held now, per server (a gauge).
     func heldCounts(_ configs: [ServerConfig]) -> [(server: String, held: Int)] {
         configs.filter { $0.toolPinning.mode == .enforce }.map { config in
             let held = servers.withLock { all -> Int in
                 guard let state = all[config.name] else { return 0 }
-                return state.current.filter { name, current in
-                    !Self.verdict(current, versions: state.versions[name] ?? [:], pinning: config.toolPinning).visible
-                }.count
+                return state.current.filter { name, digest in
+                    Self.verdict(name: name, digest: digest, state: state, pinning: config.toolPinning)?.visible != true
+                }.count + state.unpinnable.count
             }
             return (config.name, held)
         }

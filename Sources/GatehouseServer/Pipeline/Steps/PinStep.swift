@@ -22,7 +22,9 @@ struct PinStep: RequestStep {
         }
         let server = federation.servers[index].config
         guard server.toolPinning.mode == .enforce else { return try await next(exchange) }
-        if pins.needsListing(server: server.name, tool: name) {
+        // A 2026-07-28 server's list_changed does not reach the gateway: its listing ages instead.
+        let stateless = federation.servers[index].info?.version.isStateless ?? false
+        if pins.needsListing(server: server.name, tool: name, maxAge: stateless ? ToolPins.statelessListingAge : nil) {
             await pins.refresh(server: index, federation: federation, channels: exchange.channels)
         }
         let exposed = exchange.typed.targetName ?? name
