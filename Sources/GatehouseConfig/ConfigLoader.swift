@@ -445,17 +445,7 @@ struct DocumentReader {
                 naming.finish(reader: &self)
             }
             if let v = fields.double("listTimeoutSeconds", range: 0.01...600, reader: &self) { endpoint.listTimeoutSeconds = v }
-            if let node = fields.take("tools") { endpoint.tools = readToolOverrides(node) }
-            if let selection = fields.string("toolSelection", reader: &self) {
-                switch selection.value {
-                case "all": endpoint.onlyListedTools = false
-                case "listed": endpoint.onlyListedTools = true
-                default: report(selection.node, "unknown toolSelection '\(selection.value)'", hint: "use all (every tool, with the overrides in `tools`) or listed (only the tools in `tools`)")
-                }
-                if endpoint.onlyListedTools, endpoint.tools.filter({ !$0.value.hide }).isEmpty {
-                    report(selection.node, "toolSelection: listed exposes only the tools in `tools`, and none is listed", hint: "add {server, tool} entries to the endpoint's `tools`")
-                }
-            }
+            readToolView(&fields, into: &endpoint)
             if let authNode = fields.take("auth"), var auth = Fields(authNode, path: "spec.endpoints[].auth", reader: &self) {
                 var built = GatewayConfig.EndpointAuth(mode: .required)
                 if let mode = auth.string("mode", reader: &self) {
@@ -474,6 +464,20 @@ struct DocumentReader {
         }
         if result.isEmpty { report(node, "spec.endpoints is empty") }
         return result
+    }
+
+    /// `spec.endpoints[].tools` and `toolSelection`.
+    mutating func readToolView(_ fields: inout Fields, into endpoint: inout EndpointSpec) {
+        if let node = fields.take("tools") { endpoint.tools = readToolOverrides(node) }
+        guard let selection = fields.string("toolSelection", reader: &self) else { return }
+        switch selection.value {
+        case "all": endpoint.onlyListedTools = false
+        case "listed": endpoint.onlyListedTools = true
+        default: report(selection.node, "unknown toolSelection '\(selection.value)'", hint: "use all (every tool, with the overrides in `tools`) or listed (only the tools in `tools`)")
+        }
+        if endpoint.onlyListedTools, endpoint.tools.filter({ !$0.value.hide }).isEmpty {
+            report(selection.node, "toolSelection: listed exposes only the tools in `tools`, and none is listed", hint: "add {server, tool} entries to the endpoint's `tools`")
+        }
     }
 
     /// `spec.endpoints[].tools`: renamed, re-described and hidden tools.
