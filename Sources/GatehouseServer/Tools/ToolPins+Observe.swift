@@ -181,13 +181,24 @@ extension ToolPins {
     // MARK: Prompts and resources
 
     /// Prompts, resources and resource templates are not pinned; in enforce mode those with a
-    /// finding the server's `scan.block` blocks are left out of lists (and logged).
+    /// finding the server's `scan.block` blocks are left out of lists (and logged), and a
+    /// blocked prompt is refused by name too (`isBlockedPrompt`).
     func screen(_ items: [JSONValue], kind: ScannedKind, server: ServerConfig) -> [JSONValue] {
         let pinning = server.toolPinning
         guard pinning.mode == .enforce, pinning.blockSeverity != nil else { return items }
         return items.filter { item in
             let findings = scanner.scan(item, kind: kind)
-            guard Self.blocks(findings, pinning) else { return true }
+            let blocked = Self.blocks(findings, pinning)
+            if kind == .prompt, let name = item["name"]?.stringValue {
+                servers.withLock { all in
+                    if blocked {
+                        all[server.name, default: ServerState()].blockedPrompts.insert(ToolName(name))
+                    } else {
+                        _ = all[server.name]?.blockedPrompts.remove(ToolName(name))
+                    }
+                }
+            }
+            guard blocked else { return true }
             logger.notice("list item hidden by the poisoning scanner", metadata: [
                 "server": "\(server.name)", "kind": "\(kind.rawValue)",
                 "name": "\(Printable.escaped(item["name"]?.stringValue ?? item["uriTemplate"]?.stringValue ?? item["uri"]?.stringValue ?? ""))",
@@ -196,5 +207,10 @@ extension ToolPins {
             metrics.increment("gatehouse_tool_findings_total", [server.name, findings.map(\.severity).max()?.rawValue ?? "high"])
             return false
         }
+    }
+
+    /// True when the server's prompt `name` was left out of a list by the scanner.
+    func isBlockedPrompt(server: String, name: String) -> Bool {
+        servers.withLock { $0[server]?.blockedPrompts.contains(ToolName(name)) ?? false }
     }
 }

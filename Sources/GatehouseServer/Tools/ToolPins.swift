@@ -62,6 +62,8 @@ final class ToolPins: Sendable {
         /// When the whole list was last seen; nil or `stale` after `list_changed`: calls wait for a new listing.
         var listedAt: ContinuousClock.Instant?
         var stale = true
+        /// Prompts the scanner left out of lists (refused by name as well).
+        var blockedPrompts: Set<ToolName> = []
         /// Tools of the last list too large to pin (held in enforce mode), with their size.
         var unpinnable: [ToolName: Int] = [:]
         /// Bumped by each `list_changed`; a listing that started before one does not clear `stale`.

@@ -2,7 +2,8 @@ import GatehouseConfig
 import MCPWire
 
 /// Step 3 (servers that pin their tools in enforce mode): a call reaches the server only for a
-/// tool whose current definition is approved (docs/security.md "Tool pinning"). After routing,
+/// tool whose current definition is approved (docs/security.md "Tool pinning"); a prompt the
+/// scanner left out of a list is refused by name too. After routing,
 /// so it checks the server's own tool name; before policy, so a held tool is refused the same
 /// way whatever the policy says, and policy sees the pin status of what it allows.
 ///
@@ -17,11 +18,14 @@ struct PinStep: RequestStep {
     let explainHolds: Bool
 
     nonisolated(nonsending) func handle(_ exchange: Exchange, next: nonisolated(nonsending) (Exchange) async throws(GatewayError) -> Outcome) async throws(GatewayError) -> Outcome {
-        guard case .toolsCall(let name, _)? = exchange.routedMessage.request, case .server(let index, _) = exchange.target else {
+        guard case .server(let index, _) = exchange.target, federation.servers[index].config.toolPinning.mode == .enforce else {
             return try await next(exchange)
         }
         let server = federation.servers[index].config
-        guard server.toolPinning.mode == .enforce else { return try await next(exchange) }
+        if case .promptsGet(let prompt, _)? = exchange.routedMessage.request, pins.isBlockedPrompt(server: server.name, name: prompt) {
+            throw .unknownTarget(kind: "prompt", name: exchange.typed.targetName ?? prompt, hidden: true)
+        }
+        guard case .toolsCall(let name, _)? = exchange.routedMessage.request else { return try await next(exchange) }
         // A 2026-07-28 server's list_changed does not reach the gateway: its listing ages instead.
         let stateless = federation.servers[index].info?.version.isStateless ?? false
         if pins.needsListing(server: server.name, tool: name, maxAge: stateless ? ToolPins.statelessListingAge : nil) {
