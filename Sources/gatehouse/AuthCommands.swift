@@ -17,6 +17,34 @@ struct HashPassword: ParsableCommand {
     }
 }
 
+/// What the commands that work on the config's store share: load the config (its diagnostics
+/// on stderr), check it has what the command needs, open and migrate the store, run, close.
+enum StoreCommand {
+    static func withStore<T: Sendable>(configPath: String, requiring check: (GatewayConfig) throws -> Void,
+                                       _ body: @Sendable @escaping (AuthStore, GatewayConfig) async throws -> T) async throws -> T
+    {
+        let config: GatewayConfig
+        do {
+            config = try ConfigLoader().load(path: configPath)
+        } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+        try check(config)
+        var logger = Logger(label: "gatehouse")
+        logger.logLevel = .warning
+        let store = try await AuthStore.open(config.storage, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await store.run() }
+            defer { group.cancelAll() }
+            try await store.migrate()
+            let result = try await body(store, config)
+            await store.close()
+            return result
+        }
+    }
+}
+
 struct APIKeyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apikey",
@@ -29,27 +57,11 @@ struct APIKeyCommand: AsyncParsableCommand {
     }
 
     static func withStore<T: Sendable>(_ options: Options, _ body: @Sendable @escaping (AuthStore) async throws -> T) async throws -> T {
-        let config: GatewayConfig
-        do {
-            config = try ConfigLoader().load(path: options.config)
-        } catch {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(1)
-        }
-        guard let auth = config.auth, auth.apiKeys else {
-            throw ValidationError("API keys are not enabled in \(options.config): set spec.auth (apiKeys defaults to true)")
-        }
-        var logger = Logger(label: "gatehouse")
-        logger.logLevel = .warning
-        let store = try await AuthStore.open(config.storage, logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await store.run() }
-            defer { group.cancelAll() }
-            try await store.migrate()
-            let result = try await body(store)
-            await store.close()
-            return result
-        }
+        try await StoreCommand.withStore(configPath: options.config, requiring: { config in
+            guard let auth = config.auth, auth.apiKeys else {
+                throw ValidationError("API keys are not enabled in \(options.config): set spec.auth (apiKeys defaults to true)")
+            }
+        }) { store, _ in try await body(store) }
     }
 
     struct Create: AsyncParsableCommand {

@@ -4,7 +4,6 @@ import GatehouseAuth
 import GatehouseConfig
 import GatehouseServer
 import GatehouseTools
-import Logging
 import MCPWire
 
 /// `gatehouse tools`: the pinned tool definitions in the config's store, as every replica
@@ -23,27 +22,11 @@ struct ToolsCommand: AsyncParsableCommand {
     }
 
     static func withStore<T: Sendable>(_ options: Options, _ body: @Sendable @escaping (AuthStore, GatewayConfig) async throws -> T) async throws -> T {
-        let config: GatewayConfig
-        do {
-            config = try ConfigLoader().load(path: options.config)
-        } catch {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            throw ExitCode(1)
-        }
-        guard config.pinsTools else {
-            throw ValidationError("no server in \(options.config) pins its tools: set spec.toolPinning.mode (record or enforce) on an MCPServer")
-        }
-        var logger = Logger(label: "gatehouse")
-        logger.logLevel = .warning
-        let store = try await AuthStore.open(config.storage, logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await store.run() }
-            defer { group.cancelAll() }
-            try await store.migrate()
-            let result = try await body(store, config)
-            await store.close()
-            return result
-        }
+        try await StoreCommand.withStore(configPath: options.config, requiring: { config in
+            guard config.pinsTools else {
+                throw ValidationError("no server in \(options.config) pins its tools: set spec.toolPinning.mode (record or enforce) on an MCPServer")
+            }
+        }, body)
     }
 
     static func find(_ server: String, _ tool: String, store: AuthStore, config: GatewayConfig) async throws -> ToolPinReport.Tool {
