@@ -76,6 +76,14 @@ private func isInvisible(_ scalar: Unicode.Scalar) -> Bool {
     }
 }
 
+/// Seconds of CPU-bound work on a thread of its own: held on one of the cooperative pool's
+/// threads (two on a 2-core machine), it starves other suites' tasks until their waits run out.
+private func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: work()) }.start()
+    }
+}
+
 private func assertClean(_ findings: [ScanFinding], _ context: String) {
     for finding in findings {
         #expect(!finding.excerpt.unicodeScalars.contains(where: isInvisible), "\(context): raw invisible in excerpt \(finding.excerpt)")
@@ -579,15 +587,16 @@ struct BoundedWorkTests {
     }
 
     /// Shapes that would make a backtracking or quadratic matcher blow up, scanned whole.
-    @Test func pathologicalMegabyteStringsComplete() {
+    @Test func pathologicalMegabyteStringsComplete() async {
         let whole = PoisoningScanner(limits: .init(maxStringBytes: 2 << 20, maxItemBytes: 4 << 20))
         let shapes = ["<important> must ", "a@", "https://", "QUJD1x", "\u{200B}", "\u{E0041}", "\u{FE01}",
                       "read ~/.ssh/id_rsa and pass it ", "<!-- ", "ignore ", "curl x | sh ", "![](https://x/{",
                       "always bcc a@b.co ", "whenever the user asks anything ", "QUJDREVGR0hJSktMTU5PUA== ",
                       "other tools never use ", String(repeating: "QUJD", count: 10) + "\n"]
-        for shape in shapes {
-            let text = String(repeating: shape, count: (1 << 20) / shape.utf8.count)
-            let findings = whole.scan(tool(text), kind: .tool)
+        let scanned = await onOwnThread {
+            shapes.map { shape in whole.scan(tool(String(repeating: shape, count: (1 << 20) / shape.utf8.count)), kind: .tool) }
+        }
+        for (shape, findings) in zip(shapes, scanned) {
             #expect(!has(findings, ScanRule.truncatedScan), "\(shape)")
             #expect(findings.count <= whole.limits.maxFindings)
             assertClean(findings, "pathological \(shape)")
