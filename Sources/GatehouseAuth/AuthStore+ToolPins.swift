@@ -69,22 +69,9 @@ extension AuthStore {
                                  decidedAt: r[11].int, changedAt: r[12].int ?? 0)
     }
 
-    /// Records that `record` is the tool's current definition: inserted when new, else its
-    /// `last_seen` moves. Returns the stored row (with any decision made before).
-    public func observeToolVersion(_ record: ToolVersionRecord) async throws -> ToolVersionRecord {
-        let rows = try await database.query(
-            """
-            INSERT INTO gh_tool_versions (\(Self.toolVersionColumns)) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL, NULL, ?) \
-            ON CONFLICT (server, tool, digest) DO UPDATE SET last_seen = excluded.last_seen RETURNING \(Self.toolVersionColumns)
-            """,
-            [.text(record.server), .text(record.tool), .text(record.digest), .text(record.bodyDigest), .text(record.definition), .text(record.findings),
-             SQLValue(record.renamedFrom), .int(record.firstSeen), .int(record.lastSeen), .int(record.changedAt)])
-        guard let stored = rows.first.flatMap(Self.toolVersion) else { throw StorageError("recording a tool definition returned nothing") }
-        return stored
-    }
-
-    /// `observeToolVersion` for many definitions at once (a server's first list can hold
-    /// thousands): one statement per `batchSize` rows.
+    /// Records that each record is its tool's current definition: inserted when new, else its
+    /// `last_seen` moves; returns the stored rows (with any decision made before). A server's
+    /// first list can hold thousands: one statement per `batchSize` rows.
     public func observeToolVersions(_ records: [ToolVersionRecord]) async throws -> [ToolVersionRecord] {
         var stored: [ToolVersionRecord] = []
         stored.reserveCapacity(records.count)

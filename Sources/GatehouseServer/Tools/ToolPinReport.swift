@@ -79,11 +79,13 @@ public enum ToolPinReport {
     public static func diff(_ tool: Tool) -> JSONValue {
         let current = definition(tool.current)
         let approved = tool.approved.map(definition)
-        let lines = DefinitionDiff.lines(old: approved.map(Canonical.pretty) ?? "", new: Canonical.pretty(current))
+        let new = Canonical.pretty(current)
+        let lines = approved.map { DefinitionDiff.lines(old: Canonical.pretty($0), new: new) }
+            ?? new.split(separator: "\n", omittingEmptySubsequences: false).map { .added(String($0)) }
         var object = json(tool).objectValue ?? [:]
         object["currentDefinition"] = current
         object["approvedDefinition"] = approved ?? .null
-        object["diff"] = .string(DefinitionDiff.render(lines.filter { $0 != .removed("") }))
+        object["diff"] = .string(DefinitionDiff.render(lines))
         return .object(object)
     }
 

@@ -44,9 +44,7 @@ extension ToolPins {
             logger.error("cannot record tool definitions; they are held", metadata: ["server": "\(server.name)", "tools": "\(batch.count)", "error": "\(error)"])
             return
         }
-        let previous = servers.withLock { all -> [Verdict?] in
-            var state = all[server.name] ?? ServerState()
-            defer { all[server.name] = state }
+        let previous = update(server.name) { state -> [Verdict?] in
             let before = batch.map { entry -> Verdict? in
                 let name = ToolName(entry.definition.name)
                 return state.current[name].flatMap { Self.verdict(name: name, digest: $0, state: state, pinning: pinning) }
@@ -89,10 +87,8 @@ extension ToolPins {
         let by = pinning.mode == .record ? "gatehouse (record mode)" : "gatehouse (onNewTool: allow)"
         do {
             let decided = try await store.approvePendingToolVersions(server: server.name, digests: digests, by: by, now: now)
-            servers.withLock { all in
-                var state = all[server.name] ?? ServerState()
+            update(server.name) { state in
                 for record in decided { Self.merge(record, into: &state) }
-                all[server.name] = state
             }
         } catch {
             logger.error("cannot pin new tool definitions; they are held", metadata: ["server": "\(server.name)", "error": "\(error)"])
@@ -156,11 +152,9 @@ extension ToolPins {
             }
             guard !crowded.isEmpty || pendingTools > Self.maxPendingTools else { return }
             let kept = try await store.toolVersions(server: server)
-            servers.withLock { all in
-                guard var state = all[server] else { return }
+            update(server) { state in
                 state.versions = [:]
                 for record in kept { Self.merge(record, into: &state) }
-                all[server] = state
             }
         } catch {
             logger.warning("cannot prune old tool definitions", metadata: ["server": "\(server)", "error": "\(error)"])

@@ -48,11 +48,8 @@ extension ToolPins {
         do {
             let records = try await store.toolVersionsChanged(since: since)
             servers.withLock { all in
-                for record in records where loaded.contains(record.server) {
-                    if var state = all[record.server] {
-                        Self.merge(record, into: &state)
-                        all[record.server] = state
-                    }
+                for record in records where loaded.contains(record.server) && all[record.server] != nil {
+                    Self.merge(record, into: &all[record.server]!)
                 }
             }
             syncedUntil.withLock { $0 = started }
@@ -68,14 +65,12 @@ extension ToolPins {
         let outcome = try await store.decideToolVersion(server: server, tool: tool, digest: digest, approve: approve, by: by, now: Self.nowMillis())
         if case .decided(let record) = outcome {
             let others = (try? await store.toolVersions(server: server, tool: tool)) ?? [record]
-            servers.withLock { all in
-                guard var state = all[server] else { return }
+            update(server) { state in
                 for version in others { Self.merge(version, into: &state) }
-                all[server] = state
             }
             metrics.increment("gatehouse_tool_decisions_total", [server, approve ? "approve" : "reject"])
             logger.notice(approve ? "tool definition approved" : "tool definition rejected",
-                          metadata: ["server": "\(server)", "tool": "\(tool)", "digest": "\(digest)", "by": "\(by)"])
+                          metadata: ["server": "\(server)", "tool": "\(Printable.escaped(tool))", "digest": "\(digest)", "by": "\(Printable.escaped(by))"])
             audit(server: server, tool: tool, decision: approve ? "approve" : "reject", by: by, reasons: ["digest: \(digest)"])
         }
         return outcome

@@ -188,10 +188,20 @@ final class ToolPins: Sendable {
 
     /// `notifications/tools/list_changed` from the server: nothing is trusted until listed again.
     func invalidate(server: String) {
-        servers.withLock { all in
-            all[server, default: ServerState()].stale = true
-            all[server]?.staleGeneration += 1
+        update(server) { state in
+            state.stale = true
+            state.staleGeneration += 1
         }
+    }
+
+    /// Changes one server's state in place (copying it out and back would copy its tables).
+    func update<T>(_ server: String, _ body: (inout ServerState) -> T) -> T {
+        servers.withLock { body(&$0[server, default: ServerState()]) }
+    }
+
+    /// Definitions the store keeps: larger names or definitions are held, not recorded.
+    static func isPinnable(_ definition: ToolDefinition) -> Bool {
+        definition.name.utf8.count <= maxNameBytes && definition.size <= maxDefinitionBytes
     }
 
     // MARK: Checking lists
@@ -213,11 +223,12 @@ final class ToolPins: Sendable {
                 "server": "\(server.name)", "tool": "\(Printable.escaped(name.text))",
             ])
         }
+        for definition in definitions { if let definition, !Self.isPinnable(definition) { reportTooLarge(definition, server: server) } }
         let fresh = servers.withLock { all -> [Int] in
             let current = all[server.name]?.current ?? [:]
             var digests: Set<String> = []  // recorded once (one statement may not write a row twice)
             return definitions.indices.filter { index in
-                guard let definition = definitions[index], !tooLarge(definition, server: server),
+                guard let definition = definitions[index], Self.isPinnable(definition),
                       current[ToolName(definition.name)] != definition.digest
                 else { return false }
                 return digests.insert(definition.digest).inserted
@@ -232,21 +243,15 @@ final class ToolPins: Sendable {
                              complete: Bool, generation: Int) -> [JSONValue]
     {
         let pinning = server.toolPinning
-        return servers.withLock { all in
-            var state = all[server.name] ?? ServerState()
-            defer { all[server.name] = state }
+        return update(server.name) { state in
             var kept: [JSONValue] = []
             kept.reserveCapacity(items.count)
             var listed: [ToolName: String] = [:]
             var unpinnable: [ToolName: Int] = [:]
             for (item, definition) in zip(items, definitions) {
-                if let definition, definition.size > Self.maxDefinitionBytes || definition.name.utf8.count > Self.maxNameBytes {
-                    unpinnable[ToolName(definition.name)] = definition.size
-                }
+                if let definition, !Self.isPinnable(definition) { unpinnable[ToolName(definition.name)] = definition.size }
                 // Not pinnable (no name, too large) or listed twice: passed only when nothing is enforced.
-                guard let definition, definition.size <= Self.maxDefinitionBytes, definition.name.utf8.count <= Self.maxNameBytes,
-                      !duplicated.contains(ToolName(definition.name))
-                else {
+                guard let definition, Self.isPinnable(definition), !duplicated.contains(ToolName(definition.name)) else {
                     if pinning.mode != .enforce { kept.append(item) }
                     continue
                 }
@@ -267,12 +272,10 @@ final class ToolPins: Sendable {
         }
     }
 
-    private func tooLarge(_ definition: ToolDefinition, server: ServerConfig) -> Bool {
-        guard definition.name.utf8.count > Self.maxNameBytes || definition.size > Self.maxDefinitionBytes else { return false }
+    private func reportTooLarge(_ definition: ToolDefinition, server: ServerConfig) {
         logger.warning("a tool definition too large to pin; it is \(server.toolPinning.mode == .enforce ? "held" : "passed unrecorded")", metadata: [
             "server": "\(server.name)", "tool": "\(Printable.escaped(String(definition.name.prefix(64))))", "bytes": "\(definition.size)",
         ])
-        return true
     }
 
     /// Runs `work` here, or on NIO's thread pool when it is large, so one upstream's big list
@@ -291,11 +294,9 @@ final class ToolPins: Sendable {
         guard !(servers.withLock { $0[server]?.loaded ?? false }) else { return }
         do {
             let records = try await store.toolVersions(server: server)
-            servers.withLock { all in
-                var state = all[server] ?? ServerState()
+            update(server) { state in
                 for record in records { Self.merge(record, into: &state) }
                 state.loaded = true
-                all[server] = state
             }
         } catch {
             logger.error("cannot read pinned tool definitions", metadata: ["server": "\(server)", "error": "\(error)"])
