@@ -75,51 +75,102 @@ struct PolicyCommand: AsyncParsableCommand {
         @Argument(help: "The query, e.g. data.mcp.authz.allow")
         var query: String
 
+        @Option(help: "Output: text (the value, or rows of bindings) or json (one object: {\"result\": v}, {\"undefined\": true} or {\"error\": {\"code\", \"message\"}}, as the OPA differential runner reads it).")
+        var format: OutputFormat = .text
+
+        enum OutputFormat: String, ExpressibleByArgument { case text, json }
+
         func run() async throws {
-            let policy = PolicyCommand.compile(data, version: versionOption.version)
-            var inputValue: Value?
-            if let path = input {
-                let text: String
-                if path == "-" {
-                    text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-                } else {
-                    guard let d = FileManager.default.contents(atPath: path) else { PolicyCommand.fail("error: cannot read input \(path)") }
-                    text = String(decoding: d, as: UTF8.self)
-                }
-                let yaml = path.hasSuffix(".yaml") || path.hasSuffix(".yml")
-                do {
-                    inputValue = try PolicyLoader.parseDocument(text, yaml: yaml)
-                } catch {
-                    PolicyCommand.fail("error: input \(path): \(error)")
-                }
+            let outcome = evaluate()
+            switch (format, outcome) {
+            case (.json, _):
+                print(JSON.serialize(outcome.json))
+                if case .failed = outcome { throw ExitCode(1) }
+            case (.text, .value(let v)):
+                print(JSON.serialize(v, pretty: true))
+            case (.text, .undefined):
+                FileHandle.standardError.write(Data("undefined\n".utf8))
+                if fail { throw ExitCode(1) }
+            case (.text, .rows(let rows)):
+                print(JSON.serialize(rows, pretty: true))
+                if case .array(let a) = rows, a.isEmpty, fail { throw ExitCode(1) }
+            case (.text, .failed(_, let message)):
+                PolicyCommand.fail(message)
             }
+        }
+
+        /// Loads, compiles and evaluates; every failure becomes `.failed` with OPA's error code.
+        func evaluate() -> EvalOutcome {
+            let bundle: PolicyBundle
+            do {
+                bundle = try PolicyLoader.load(paths: data, version: versionOption.version)
+            } catch {
+                return .failed(code: "load_error", message: "error: \(error)")
+            }
+            let policy: CompiledPolicy
             let q: CompiledQuery
             do {
+                policy = try CompiledPolicy.compile(modules: bundle.modules, data: bundle.data)
                 q = try policy.prepare(query: query)
             } catch {
-                PolicyCommand.fail(error.description)
+                return .failed(code: error.errors.first?.code.rawValue ?? "rego_compile_error", message: error.description)
+            }
+            var inputValue: Value?
+            if let path = input {
+                switch readInput(path) {
+                case .success(let v): inputValue = v
+                case .failure(let message): return .failed(code: "input_error", message: message.text)
+                }
             }
             let options = EvalOptions(
                 input: inputValue, strictBuiltinErrors: !nonStrict,
                 print: { line in FileHandle.standardError.write(Data((line + "\n").utf8)) })
             do {
                 if q.variableNames.isEmpty {
-                    if let v = try policy.evalValue(q, options: options) {
-                        print(JSON.serialize(v, pretty: true))
-                    } else {
-                        FileHandle.standardError.write(Data("undefined\n".utf8))
-                        if fail { throw ExitCode(1) }
-                    }
-                } else {
-                    let rows = try policy.eval(q, options: options)
-                    let arr = Value.array(rows.map { row in
-                        .object(Dictionary(uniqueKeysWithValues: row.map { (Value.string($0.key), $0.value) }))
-                    })
-                    print(JSON.serialize(arr, pretty: true))
-                    if rows.isEmpty && fail { throw ExitCode(1) }
+                    return try policy.evalValue(q, options: options).map(EvalOutcome.value) ?? .undefined
                 }
-            } catch let e as PolicyError {
-                PolicyCommand.fail(e.description)
+                let rows = try policy.eval(q, options: options)
+                return .rows(.array(rows.map { row in
+                    .object(Dictionary(uniqueKeysWithValues: row.map { (Value.string($0.key), $0.value) }))
+                }))
+            } catch {
+                return .failed(code: error.code.rawValue, message: error.description)
+            }
+        }
+
+        struct InputError: Error { let text: String }
+
+        func readInput(_ path: String) -> Result<Value, InputError> {
+            let text: String
+            if path == "-" {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            } else {
+                guard let d = FileManager.default.contents(atPath: path) else {
+                    return .failure(InputError(text: "error: cannot read input \(path)"))
+                }
+                text = String(decoding: d, as: UTF8.self)
+            }
+            do {
+                return .success(try PolicyLoader.parseDocument(text, yaml: path.hasSuffix(".yaml") || path.hasSuffix(".yml")))
+            } catch {
+                return .failure(InputError(text: "error: input \(path): \(error)"))
+            }
+        }
+    }
+
+    /// What `policy eval` found.
+    enum EvalOutcome {
+        case value(Value)
+        case undefined
+        case rows(Value)
+        case failed(code: String, message: String)
+
+        var json: Value {
+            switch self {
+            case .value(let v), .rows(let v): return .object([.string("result"): v])
+            case .undefined: return .object([.string("undefined"): .true])
+            case .failed(let code, let message):
+                return .object([.string("error"): .object([.string("code"): .string(code), .string("message"): .string(message)])])
             }
         }
     }
