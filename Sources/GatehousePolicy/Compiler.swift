@@ -497,6 +497,8 @@ final class RuleContext {
             let arity = calleeArity(callee)
             if arity >= 0 && cargs.count != arity {
                 error(.type, "\(displayName(name)): arity mismatch: expected \(arity) argument\(arity == 1 ? "" : "s"), got \(cargs.count)", t.loc)
+            } else if case .builtin(let b) = callee, let message = TypeCheck.error(calling: b.name, with: cargs) {
+                error(.type, message, t.loc)
             }
             return .call(callee, cargs, t.loc)
         case .refCall(let h, let args):
