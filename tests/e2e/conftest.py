@@ -76,13 +76,16 @@ class E2ETimeout(Exception):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Abort a test that runs longer than GATEHOUSE_E2E_TEST_TIMEOUT (SIGALRM, main thread)."""
+    """Abort a test that runs longer than GATEHOUSE_E2E_TEST_TIMEOUT (SIGALRM, main thread), or
+    than its own `@pytest.mark.timeout_seconds(N)` when it is meant to run longer (the Rego fuzzer)."""
+    marker = item.get_closest_marker("timeout_seconds")
+    limit = max(TEST_TIMEOUT, float(marker.args[0])) if marker else TEST_TIMEOUT
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise E2ETimeout(f"{item.nodeid} exceeded {TEST_TIMEOUT:.0f}s (GATEHOUSE_E2E_TEST_TIMEOUT)")
+        raise E2ETimeout(f"{item.nodeid} exceeded {limit:.0f}s (GATEHOUSE_E2E_TEST_TIMEOUT)")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         yield
     finally:
