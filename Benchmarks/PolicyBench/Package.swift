@@ -2,7 +2,8 @@
 // Micro benchmark of the Gatehouse Rego engine (compile and evaluation time of examples/policies).
 // Run from the repository root:
 //   swift run -c release --package-path Benchmarks/PolicyBench PolicyBench
-// Sources/GatehousePolicy is a symlink to the library sources, so this package builds the same code.
+// Sources/GatehousePolicy and Sources/MCPWire are symlinks to the library sources, so this package
+// builds the same code.
 import PackageDescription
 
 let package = Package(
@@ -14,9 +15,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
+        .target(name: "MCPWire", swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "GatehousePolicy",
             dependencies: [
+                "MCPWire",
                 .product(name: "BigInt", package: "BigInt"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -106,4 +106,16 @@ struct DifferentialCorpusTests {
         }
         #expect(failures.isEmpty, "\(failures.count) of \(cases.count) cases disagree with \(opa):\n\(failures.prefix(40).joined(separator: "\n"))")
     }
+
+    /// Every builtin Gatehouse shares with OPA takes as many arguments as OPA declares (the type
+    /// table is generated from OPA's capabilities file); OPA's own are all either here or listed
+    /// as not implemented in docs/policy.md.
+    @Test func builtinAritiesAreOPAs() {
+        var wrong: [String] = []
+        for (name, b) in Builtins.table where !name.hasPrefix("internal.") {
+            guard let sig = BuiltinTypes.signatures[name], sig.variadic == nil, b.arity >= 0 else { continue }
+            if sig.args.count != b.arity { wrong.append("\(name): Gatehouse \(b.arity), OPA \(sig.args.count)") }
+        }
+        #expect(wrong.isEmpty, "arity differs from OPA: \(wrong.sorted())")
+    }
 }
