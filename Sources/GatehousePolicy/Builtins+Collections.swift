@@ -44,6 +44,13 @@ extension Builtins {
             if lo >= hi { return .array([]) }
             return .array(Array(x[lo..<hi]))
         },
+        Builtin("array.flatten", 1) { a, _ in
+            var out: [Value] = []
+            for e in try argArray(a, 0) {
+                if case .array(let inner) = e { out.append(contentsOf: inner) } else { out.append(e) }
+            }
+            return .array(out)
+        },
         Builtin("array.reverse", 1) { a, _ in .array(try argArray(a, 0).reversed()) },
         Builtin("object.get", 3) { a, _ in
             let o = a[0]

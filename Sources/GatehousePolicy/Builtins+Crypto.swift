@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import X509
 import _CryptoExtras
 
 extension Builtins {
@@ -105,7 +106,7 @@ enum JWT {
     static func publicKeys(_ key: String) throws -> [PublicKey] {
         let trimmed = key.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.hasPrefix("-----BEGIN") {
-            if trimmed.contains("CERTIFICATE") { throw BuiltinError("X.509 certificates are not supported; pass the PEM public key or a JWK") }
+            if trimmed.contains("CERTIFICATE") { return try certificateKeys(trimmed) }
             if let k = try? _RSA.Signing.PublicKey(pemRepresentation: trimmed) { return [.rsa(k)] }
             if let k = try? P256.Signing.PublicKey(pemRepresentation: trimmed) { return [.p256(k)] }
             if let k = try? P384.Signing.PublicKey(pemRepresentation: trimmed) { return [.p384(k)] }
@@ -115,6 +116,19 @@ enum JWT {
         guard let jwk = try? JSON.parse(trimmed), case .object = jwk else { throw BuiltinError("failed to parse a PEM public key or JWK") }
         if case .array(let keys)? = jwk["keys"] { return keys.compactMap { jwkKey($0) } }
         return jwkKey(jwk).map { [$0] } ?? []
+    }
+
+    /// The public keys of the certificates in a PEM bundle.
+    static func certificateKeys(_ pem: String) throws -> [PublicKey] {
+        var out: [PublicKey] = []
+        for cert in try X509Support.certificates(pem) {
+            let k = cert.publicKey
+            if let r = _RSA.Signing.PublicKey(k) { out.append(.rsa(r)) }
+            else if let e = P256.Signing.PublicKey(k) { out.append(.p256(e)) }
+            else if let e = P384.Signing.PublicKey(k) { out.append(.p384(e)) }
+            else if let e = P521.Signing.PublicKey(k) { out.append(.p521(e)) }
+        }
+        return out
     }
 
     static func jwkKey(_ v: Value) -> PublicKey? {

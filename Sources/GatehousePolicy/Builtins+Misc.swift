@@ -64,6 +64,17 @@ extension Builtins {
             }
             return .set(seen)
         },
+        Builtin("graph.reachable_paths", 2) { a, _ in
+            let g = try argObject(a, 0)
+            var out = Set<Value>()
+            for node in try argArrayOrSet(a, 1) {
+                guard let edges = g[node] else { continue }
+                let next = graphEdges(edges)
+                if next.isEmpty { out.insert(.array([node])); continue }
+                for n in next { reachablePaths(g, n, [node], [node], &out) }
+            }
+            return .set(out)
+        },
         Builtin("opa.runtime", 0) { _, _ in .emptyObject },
         // A relation: evaluated by the evaluator, which yields every [path, value] pair.
         Builtin("walk", 1) { _, _ in throw BuiltinError("walk must be called as a relation") },
@@ -73,6 +84,27 @@ extension Builtins {
             throw BuiltinError("http.send is not supported by the Gatehouse policy engine (no network access); mock it with `with`")
         },
     ]
+
+    static func graphEdges(_ v: Value) -> [Value] {
+        switch v {
+        case .array(let x): return x
+        case .set(let x): return x.sorted()
+        default: return []
+        }
+    }
+
+    /// Every path from `root` that ends at a node without edges, at a cycle, or before an unknown node.
+    static func reachablePaths(_ g: [Value: Value], _ root: Value, _ path: [Value], _ reached: Set<Value>, _ out: inout Set<Value>) {
+        guard let edges = g[root] else { out.insert(.array(path)); return }
+        let path = path + [root]
+        let next = graphEdges(edges)
+        if next.isEmpty { out.insert(.array(path)); return }
+        var reached = reached
+        reached.insert(root)
+        for n in next {
+            if reached.contains(n) { out.insert(.array(path)) } else { reachablePaths(g, n, path, reached, &out) }
+        }
+    }
 
     static func parseUnits(_ raw: String, bytes: Bool) -> Number? {
         var s = raw.trimmingCharacters(in: .whitespaces)

@@ -15,6 +15,16 @@ extension Builtins {
             if o1 || o2 { throw BuiltinError("time outside of valid range") }
             return .int(total)
         },
+        Builtin("time.parse_ns", 2) { a, _ in
+            let layout = try argString(a, 0), value = try argString(a, 1)
+            do {
+                let ns = try GoLayout.parse(layout: layout, value: value)
+                guard ns >= minTimeNs else { throw BuiltinError("time outside of valid range") }
+                return .int(ns)
+            } catch let e as GoLayout.ParseError {
+                throw BuiltinError("parsing time \(JSON.serialize(.string(value))) as \(JSON.serialize(.string(layout))): \(e.message)")
+            }
+        },
         Builtin("time.parse_duration_ns", 1) { a, _ in
             let s = try argString(a, 0)
             guard let ns = parseDuration(s) else { throw BuiltinError("time: invalid duration \(JSON.serialize(.string(s)))") }
@@ -37,14 +47,16 @@ extension Builtins {
             return .string(names[((days % 7) + 7) % 7])
         },
         Builtin("time.add_date", 4) { a, _ in
-            let ns = try argNumber(a, 0)
-            guard let total = ns.intValue else { throw typeError(1, "number", a[0]) }
+            let t = try tzTime(a, 0)
+            let total = t.ns
             let years = try argInt(a, 1), months = try argInt(a, 2), days = try argInt(a, 3)
             guard abs(years) < 100_000, abs(months) < 1_200_000, abs(days) < 40_000_000 else {
                 throw BuiltinError("time outside of valid range")
             }
-            let secs = floorDiv(total, 1_000_000_000)
-            let frac = total - secs * 1_000_000_000
+            let utcSecs = floorDiv(total, 1_000_000_000)
+            let frac = total - utcSecs * 1_000_000_000
+            let offset = t.zone?.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(utcSecs))) ?? 0
+            let secs = utcSecs + offset
             let dayIndex = floorDiv(secs, 86400)
             let secOfDay = secs - dayIndex * 86400
             let (y, m, d) = civil(fromDays: dayIndex)
@@ -54,15 +66,22 @@ extension Builtins {
             ny += floorDiv(nm - 1, 12)
             nm = (nm - 1) - floorDiv(nm - 1, 12) * 12 + 1
             let newDays = daysFromCivil(ny, nm, 1) + (d - 1) + days
-            let (r, o) = (newDays * 86400 + secOfDay).multipliedReportingOverflow(by: 1_000_000_000)
+            let newLocal = newDays * 86400 + secOfDay
+            let newOffset = t.zone?.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(newLocal - offset))) ?? 0
+            let (r, o) = (newLocal - newOffset).multipliedReportingOverflow(by: 1_000_000_000)
             if o { throw BuiltinError("time outside of valid range") }
             let (r2, o2) = r.addingReportingOverflow(frac)
             if o2 { throw BuiltinError("time outside of valid range") }
             return .int(r2)
         },
         Builtin("time.diff", 2) { a, _ in
-            let (s1, _) = try timeArg(a, 0)
-            let (s2, _) = try timeArg(a, 1)
+            let t1 = try tzTime(a, 0), t2 = try tzTime(a, 1)
+            // Both in the first time's zone, as OPA does.
+            func local(_ ns: Int) -> Int {
+                let secs = floorDiv(ns, 1_000_000_000)
+                return secs + (t1.zone?.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(secs))) ?? 0)
+            }
+            let s1 = local(t1.ns), s2 = local(t2.ns)
             var (lo, hi) = s1 <= s2 ? (s1, s2) : (s2, s1)
             let (y1, m1, d1) = civil(fromDays: floorDiv(lo, 86400))
             let (y2, m2, d2) = civil(fromDays: floorDiv(hi, 86400))
@@ -74,50 +93,61 @@ extension Builtins {
             if minute < 0 { minute += 60; hour -= 1 }
             if hour < 0 { hour += 24; day -= 1 }
             if day < 0 {
-                let pm = m2 == 1 ? 12 : m2 - 1, py = m2 == 1 ? y2 - 1 : y2
-                day += daysIn(py, pm)
+                day += daysIn(y1, m1)
                 month -= 1
             }
             if month < 0 { month += 12; year -= 1 }
             return .array([.int(year), .int(month), .int(day), .int(hour), .int(minute), .int(sec)])
         },
         Builtin("time.format", 1) { a, _ in
-            let (secs, nsTotal) = try timeArg(a, 0)
-            let (y, m, d) = civil(fromDays: floorDiv(secs, 86400))
-            let sod = secs - floorDiv(secs, 86400) * 86400
-            let frac = nsTotal - floorDiv(nsTotal, 1_000_000_000) * 1_000_000_000
-            var s = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, sod / 3600, (sod % 3600) / 60, sod % 60)
-            if frac != 0 {
-                var f = String(format: "%09d", frac)
-                while f.hasSuffix("0") { f.removeLast() }
-                s += "." + f
-            }
-            return .string(s + "Z")
+            let t = try tzTime(a, 0)
+            var layout = t.layout.isEmpty ? "RFC3339Nano" : t.layout
+            layout = GoLayout.named[layout] ?? layout
+            return .string(GoLayout.format(GoLayout.fields(ns: t.ns, zone: t.zone), layout))
         },
     ]
 
-    /// (local seconds since epoch, utc nanoseconds) for a time argument: ns number or [ns, tz].
-    static func timeArg(_ a: [Value], _ i: Int) throws -> (Int, Int) {
+    /// The smallest time OPA accepts from a parse (int64 nanoseconds; 1677-09-21T00:12:43.145224192Z).
+    static let minTimeNs = Int.min
+
+    /// (utc nanoseconds, zone or nil for UTC, layout) of a time argument: ns, [ns], [ns, tz] or [ns, tz, layout].
+    static func tzTime(_ a: [Value], _ i: Int) throws -> (ns: Int, zone: TimeZone?, layout: String) {
+        let expected = "either number (ns) or [number (ns), string (tz)]"
         var nsVal = a[i]
-        var tz = "UTC"
+        var tz = "UTC", layout = ""
         if case .array(let arr) = a[i] {
-            guard arr.count == 2, case .string(let z) = arr[1] else { throw typeError(i + 1, "array of (number, string)", a[i]) }
-            nsVal = arr[0]
-            tz = z
+            guard let first = arr.first else { throw typeError(i + 1, expected, a[i]) }
+            nsVal = first
+            guard case .number = first else { throw typeError(1, "number", first) }
+            if arr.count > 1 {
+                guard case .string(let z) = arr[1] else { throw typeError(1, "string", arr[1]) }
+                tz = z
+            }
+            if arr.count > 2 {
+                guard case .string(let l) = arr[2] else { throw typeError(1, "string", arr[2]) }
+                layout = l
+            }
         }
-        guard case .number(let n) = nsVal else { throw typeError(i + 1, "number", nsVal) }
+        guard case .number(let n) = nsVal else { throw typeError(i + 1, expected, nsVal) }
         let d = n.doubleValue
-        guard let ns = n.intValue ?? (d.isFinite && abs(d) < 9.2e18 ? Int(d) : nil) else {
+        guard let ns = n.intValue ?? (d.isFinite && d == d.rounded() && abs(d) < 9.2e18 ? Int(d) : nil) else {
             throw BuiltinError("timestamp too big")
         }
-        var secs = floorDiv(ns, 1_000_000_000)
-        if tz != "UTC" && tz != "" {
-            let zone: TimeZone?
-            if tz == "Local" { zone = TimeZone.current } else { zone = TimeZone(identifier: tz) }
-            guard let z = zone else { throw BuiltinError("unknown time zone \(tz)") }
-            secs += z.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(secs)))
+        switch tz {
+        case "", "UTC": return (ns, nil, layout)
+        case "Local": return (ns, TimeZone.current, layout)
+        default:
+            guard let z = TimeZone(identifier: tz) else { throw BuiltinError("unknown time zone \(tz)") }
+            return (ns, z, layout)
         }
-        return (secs, ns)
+    }
+
+    /// (local seconds since epoch, utc nanoseconds) for a time argument.
+    static func timeArg(_ a: [Value], _ i: Int) throws -> (Int, Int) {
+        let t = try tzTime(a, i)
+        var secs = floorDiv(t.ns, 1_000_000_000)
+        if let z = t.zone { secs += z.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(secs))) }
+        return (secs, t.ns)
     }
 
     static func floorDiv(_ a: Int, _ b: Int) -> Int {

@@ -15,6 +15,11 @@ enum Builtins {
         add(network)
         add(cryptoAndJWT)
         add(misc)
+        add(networkMore)
+        add(template)
+        add(jwtSign)
+        add(x509)
+        add(schema)
         return t
     }()
 

@@ -26,11 +26,15 @@ public struct EvalOptions: Sendable {
     public var print: (@Sendable (String) -> Void)?
     /// Clock for `time.now_ns` (read once per query).
     public var clock: @Sendable () -> Date
+    /// Networking the policy may do (`net.lookup_ip_addr`); none by default.
+    public var networking: Networking
 
     public init(
         input: Value? = nil, data: Value? = nil, strictBuiltinErrors: Bool = true,
-        print: (@Sendable (String) -> Void)? = nil, clock: @escaping @Sendable () -> Date = { Date() }
+        print: (@Sendable (String) -> Void)? = nil, clock: @escaping @Sendable () -> Date = { Date() },
+        networking: Networking = .none
     ) {
+        self.networking = networking
         self.input = input
         self.data = data
         self.strictBuiltinErrors = strictBuiltinErrors
@@ -114,7 +118,11 @@ public final class CompiledPolicy: @unchecked Sendable {
             ctx.end()
             contexts.withLock { if $0.count < 64 { $0.append(ctx) } }
         }
-        return try body(ctx)
+        if options.networking.isNone { return try body(ctx) }
+        let result: Result<R, PolicyError> = Networking.$current.withValue(options.networking) {
+            do throws(PolicyError) { return .success(try body(ctx)) } catch { return .failure(error) }
+        }
+        return try result.get()
     }
 
     /// Evaluates a query; returns one binding set per solution (variables starting with `_` omitted).
