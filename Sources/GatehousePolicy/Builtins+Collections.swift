@@ -61,6 +61,7 @@ extension Builtins {
             if case .array(let path) = a[1] {
                 var cur = o
                 for p in path {
+                    if case .set = cur { return a[2] }
                     guard let n = cur.lookup(p) else { return a[2] }
                     cur = n
                 }
@@ -89,7 +90,13 @@ extension Builtins {
             let keep = Set(try keysOf(a, 1))
             return .object(o.filter { keep.contains($0.key) })
         },
-        Builtin("object.subset", 2) { a, _ in .bool(isSubset(a[1], of: a[0])) },
+        Builtin("object.subset", 2) { a, _ in
+            switch (a[0], a[1]) {
+            case (.object, .object), (.set, .set), (.array, .array): return .bool(isSubset(a[1], of: a[0]))
+            case (.object, _), (.set, _), (.array, _): throw BuiltinError("both arguments must be objects, sets or arrays of the same type")
+            default: throw typeError(1, "any of {object, set, array}", a[0])
+            }
+        },
         Builtin("json.filter", 2) { a, _ in
             let o = try argObject(a, 0)
             let paths = try jsonPaths(a, 1)
@@ -139,7 +146,6 @@ extension Builtins {
             if s.count > p.count { return false }
             for start in 0...(p.count - s.count) where Array(p[start..<(start + s.count)]) == s { return true }
             return false
-        case (.set(let s), .array(let p)): return s.allSatisfy { p.contains($0) }
         default: return sub == sup
         }
     }

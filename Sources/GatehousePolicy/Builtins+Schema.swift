@@ -16,9 +16,12 @@ struct JSONSchema {
         if case .string(let text) = v {
             guard let parsed = try? JSON.parse(text) else { throw Failure(message: "jsonschema: invalid JSON string") }
             s = parsed
-        } else if case .object = v {} else if case .bool = v {} else {
-            throw typeError(position, "any of {object, string, boolean}", v)
+        } else if case .object = v {} else if case .bool = v {
+            throw Failure(message: "jsonschema: wrong type, expected string or object")
+        } else {
+            throw typeError(position, "any of {object, string}", v)
         }
+        guard case .object = s else { throw Failure(message: "jsonschema: schema is invalid") }
         try check(s)
         return JSONSchema(root: s)
     }
@@ -101,7 +104,7 @@ extension JSONSchema {
             if case .array(let a) = t { names = a.compactMap { $0.stringValue } } else { names = [t.stringValue ?? ""] }
             let k = Self.kind(doc)
             if !(names.contains(k) || (k == "integer" && names.contains("number"))) {
-                out.append(Issue(type: "invalid_type", field: f, desc: "Invalid type. Expected: \(names.joined(separator: ",")), given: \(k)"))
+                out.append(Issue(type: "invalid_type", field: f, desc: "Invalid type. Expected: \(names.count == 1 ? names[0] : "[" + names.joined(separator: ",") + "]"), given: \(k)"))
                 return
             }
         }
@@ -112,6 +115,7 @@ extension JSONSchema {
         }
         if case .array(let subs)? = s[.string("anyOf")], !subs.contains(where: passes) {
             out.append(Issue(type: "number_any_of", field: f, desc: "Must validate at least one schema (anyOf)"))
+            if let first = subs.first { validate(doc, first, path: path, &out, depth: depth + 1) }
         }
         if case .array(let subs)? = s[.string("oneOf")], subs.filter(passes).count != 1 {
             out.append(Issue(type: "number_one_of", field: f, desc: "Must validate one and only one schema (oneOf)"))
@@ -158,8 +162,13 @@ extension JSONSchema {
         if case .number(let n)? = s[.string("maxItems")], Double(items.count) > n.doubleValue {
             out.append(Issue(type: "array_max_items", field: f, desc: "Array must have at most \(n) items"))
         }
-        if case .bool(true)? = s[.string("uniqueItems")], Set(items).count != items.count {
-            out.append(Issue(type: "unique", field: f, desc: "array items must be unique"))
+        if case .bool(true)? = s[.string("uniqueItems")] {
+            outer: for i in items.indices {
+                for j in items.indices where j > i && items[i] == items[j] {
+                    out.append(Issue(type: "unique", field: f, desc: "array items[\(i),\(j)] must be unique"))
+                    break outer
+                }
+            }
         }
     }
 

@@ -212,7 +212,7 @@ extension Builtins {
                 i += 1
             }
             if digits == 0 { return nil }
-            for _ in digits..<9 where digits < 9 { frac *= 10 }
+            if digits < 9 { for _ in digits..<9 { frac *= 10 } }
         }
         guard i < c.count else { return nil }
         var offset = 0
@@ -260,6 +260,7 @@ extension Builtins {
             }
             total += n * mult
         }
+        guard total < 9.223372036854775e18 else { return nil }
         return sign * Int(total)
     }
 }

@@ -84,14 +84,17 @@ extension Builtins {
     static let x509: [Builtin] = [
         Builtin("crypto.x509.parse_certificates", 1) { a, _ in
             let s = try argString(a, 0)
+            if s.isEmpty { return .array([]) }
             let ders = try X509Support.certificateDERs(s)
             return .array(try ders.map { try X509JSON.certificate($0) })
         },
         Builtin("crypto.x509.parse_and_verify_certificates", 1) { a, _ in
             let s = try argString(a, 0)
             let invalid = Value.array([.false, .array([])])
-            guard let ders = try? X509Support.certificateDERs(s), let certs = try? ders.map({ try Certificate(derEncoded: $0) }) else { return invalid }
-            // The first certificate is the leaf, the last the root; each is signed by the next.
+            guard let ders = try? X509Support.certificateDERs(s), ders.count >= 2,
+                  let rootFirst = try? ders.map({ try Certificate(derEncoded: $0) }) else { return invalid }
+            // As OPA: the first certificate is the root, the last the leaf; each is signed by the one before.
+            let certs = Array(rootFirst.reversed())
             for (i, c) in certs.enumerated() {
                 let issuer = i + 1 < certs.count ? certs[i + 1] : c
                 guard c.issuer == issuer.subject, issuer.publicKey.isValidSignature(c.signature, for: c) else { return invalid }

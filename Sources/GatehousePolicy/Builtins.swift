@@ -140,8 +140,17 @@ extension Builtins {
             return .number(Number.compare(x, .int(0)) < 0 ? x.negated : x)
         },
         Builtin("round", 1) { a, _ in .number(roundNumber(try argNumber(a, 0), .toNearestOrAwayFromZero)) },
-        Builtin("ceil", 1) { a, _ in .number(roundNumber(try argNumber(a, 0), .up)) },
-        Builtin("floor", 1) { a, _ in .number(roundNumber(try argNumber(a, 0), .down)) },
+        // OPA truncates first, so a value between -1 and 0 floors to 0 and ceils to 1.
+        Builtin("ceil", 1) { a, _ in
+            let n = try argNumber(a, 0)
+            if case .float(let d) = n, d > -1, d < 0 { return .int(1) }
+            return .number(roundNumber(n, .up))
+        },
+        Builtin("floor", 1) { a, _ in
+            let n = try argNumber(a, 0)
+            if case .float(let d) = n, d > -1, d < 0 { return .int(0) }
+            return .number(roundNumber(n, .down))
+        },
         Builtin("numbers.range", 2) { a, _ in
             let x = try argInt(a, 0), y = try argInt(a, 1)
             let (diff, o) = y.subtractingReportingOverflow(x)
