@@ -1,33 +1,22 @@
-import Foundation
 import Synchronization
 
-final class RegexBox: @unchecked Sendable {
-    let re: NSRegularExpression
-    init(_ re: NSRegularExpression) { self.re = re }
-}
-
 /// Compiled regular expressions shared by all queries (bounded).
-let regexCache = Mutex<[String: RegexBox]>([:])
+let regexCache = Mutex<[String: RE2]>([:])
 
-func compiledRegex(_ pattern: String) throws -> NSRegularExpression {
-    if let r = regexCache.withLock({ $0[pattern] }) { return r.re }
-    let re: NSRegularExpression
+/// The RE2 (Go `regexp`) program for `pattern`, cached; errors carry Go's message.
+func compiledRegex(_ pattern: String) throws -> RE2 {
+    if let r = regexCache.withLock({ $0[pattern] }) { return r }
+    let re: RE2
     do {
-        re = try NSRegularExpression(pattern: pattern, options: [])
+        re = try RE2(pattern)
     } catch {
-        throw BuiltinError("error parsing regexp: invalid pattern `\(pattern)`")
+        throw BuiltinError(error.description)
     }
     regexCache.withLock { c in
         if c.count > 1000 { c.removeAll() }
-        c[pattern] = RegexBox(re)
+        c[pattern] = re
     }
     return re
-}
-
-extension NSRegularExpression {
-    func matches(_ s: String) -> Bool {
-        firstMatch(in: s, options: [], range: NSRange(s.startIndex..., in: s)) != nil
-    }
 }
 
 extension Builtins {
@@ -46,60 +35,51 @@ extension Builtins {
         },
         Builtin("regex.split", 2) { a, _ in
             let re = try compiledRegex(try argString(a, 0)), s = try argString(a, 1)
-            let ns = s as NSString
-            var out: [Value] = []
-            var last = 0
-            for m in re.matches(in: s, options: [], range: NSRange(location: 0, length: ns.length)) {
-                out.append(.string(ns.substring(with: NSRange(location: last, length: m.range.location - last))))
-                last = m.range.location + m.range.length
-            }
-            out.append(.string(ns.substring(from: last)))
-            return .array(out)
+            return .array(re.split(s, limit: -1).map { .string($0) })
         },
         Builtin("regex.find_n", 3) { a, _ in
             let re = try compiledRegex(try argString(a, 0)), s = try argString(a, 1), n = try argInt(a, 2)
-            let ns = s as NSString
-            var out: [Value] = []
-            for m in re.matches(in: s, options: [], range: NSRange(location: 0, length: ns.length)) {
-                if n >= 0 && out.count >= n { break }
-                out.append(.string(ns.substring(with: m.range)))
-            }
-            return .array(out)
+            return .array(re.matches(in: s, limit: n).map { m in .string(m[0].map { String(s[$0]) } ?? "") })
         },
         Builtin("regex.find_all_string_submatch_n", 3) { a, _ in
             let re = try compiledRegex(try argString(a, 0)), s = try argString(a, 1), n = try argInt(a, 2)
-            let ns = s as NSString
-            var out: [Value] = []
-            for m in re.matches(in: s, options: [], range: NSRange(location: 0, length: ns.length)) {
-                if n >= 0 && out.count >= n { break }
-                var groups: [Value] = []
-                for g in 0..<m.numberOfRanges {
-                    let r = m.range(at: g)
-                    groups.append(.string(r.location == NSNotFound ? "" : ns.substring(with: r)))
-                }
-                out.append(.array(groups))
-            }
-            return .array(out)
+            return .array(re.matches(in: s, limit: n).map { m in
+                .array(m.map { r in .string(r.map { String(s[$0]) } ?? "") })
+            })
         },
         Builtin("regex.replace", 3) { a, _ in
             let s = try argString(a, 0), re = try compiledRegex(try argString(a, 1)), rep = try argString(a, 2)
-            // Go uses $1 / ${1}; NSRegularExpression uses $1.
-            let template = rep.replacingOccurrences(of: "${", with: "$").replacingOccurrences(of: "}", with: "")
-            return .string(re.stringByReplacingMatches(in: s, options: [], range: NSRange(s.startIndex..., in: s), withTemplate: template))
+            return .string(re.replacingAll(in: s, template: rep))
+        },
+        Builtin("regex.template_match", 4) { a, _ in
+            let template = try argString(a, 0), value = try argString(a, 1)
+            let open = try argString(a, 2), close = try argString(a, 3)
+            return .bool(try templateRegex(template, open, close).matches(value))
+        },
+        Builtin("regex.globs_match", 2) { a, _ in
+            let g1 = try argString(a, 0), g2 = try argString(a, 1)
+            return .bool(try GlobIntersection.intersects(g1, g2))
         },
         Builtin("glob.match", 3) { a, _ in
             let pattern = try argString(a, 0)
-            var delims: [String]
+            var delims: [Unicode.Scalar]
             switch a[1] {
-            case .null: delims = ["."]
+            case .null: delims = []
             case .array(let x):
-                delims = try x.map { v in guard case .string(let s) = v else { throw typeError(2, "array of strings", a[1]) }; return s }
+                delims = try x.map { v in
+                    guard case .string(let s) = v else {
+                        throw BuiltinError("operand 2 must be array of strings but got array containing \(v.typeName)", type: true)
+                    }
+                    guard s.unicodeScalars.count == 1, let c = s.unicodeScalars.first else {
+                        throw BuiltinError("operand 2 must be array of runes but got array containing string", type: true)
+                    }
+                    return c
+                }
                 if delims.isEmpty { delims = ["."] }
-            default: throw typeError(2, "array", a[1])
+            default: throw typeError(2, "one of {array, null}", a[1])
             }
             let s = try argString(a, 2)
-            let re = try compiledRegex(globToRegex(pattern, delims))
-            return .bool(re.matches(s))
+            return .bool(try compiledRegex(globToRegex(pattern, delims)).matches(s))
         },
         Builtin("glob.quote_meta", 1) { a, _ in
             var out = ""
@@ -111,12 +91,49 @@ extension Builtins {
         },
     ]
 
-    /// Translates a glob (gobwas/glob syntax: `*`, `**`, `?`, `[...]`, `{a,b}`) to an anchored regex.
-    static func globToRegex(_ glob: String, _ delims: [String]) throws -> String {
-        let sep = delims.map { NSRegularExpression.escapedPattern(for: $0) }.joined()
-        let notSep = sep.isEmpty ? "." : "[^\(sep)]"
+    /// OPA's `regex.template_match` pattern (after gorilla/mux): the text between one-character
+    /// delimiters is a regex (each checked on its own as `^…$`), the rest is literal.
+    static func templateRegex(_ template: String, _ open: String, _ close: String) throws -> RE2 {
+        guard open.unicodeScalars.count == 1, let o = open.unicodeScalars.first else {
+            throw BuiltinError("start delimiter has to be exactly one character long but is \(open.utf8.count) long")
+        }
+        guard close.unicodeScalars.count == 1, let c = close.unicodeScalars.first else {
+            throw BuiltinError("end delimiter has to be exactly one character long but is \(close.utf8.count) long")
+        }
+        let t = Array(template.unicodeScalars)
+        var pairs: [(Int, Int)] = []
+        var level = 0, begin = 0
+        for (i, ch) in t.enumerated() {
+            if ch == o {
+                level += 1
+                if level == 1 { begin = i }
+            } else if ch == c {
+                level -= 1
+                if level == 0 { pairs.append((begin, i)) } else if level < 0 { level = -1; break }
+            }
+        }
+        if level != 0 { throw BuiltinError("unbalanced braces in \(JSON.serialize(.string(template)))") }
+        func text(_ r: Range<Int>) -> String { String(String.UnicodeScalarView(t[r])) }
+        var pattern = "^"
+        var end = 0
+        for (b, e) in pairs {
+            let inner = text(b + 1..<e)
+            _ = try compiledRegex("^\(inner)$")
+            pattern += RE2.quoteMeta(text(end..<b)) + "(" + inner + ")"
+            end = e + 1
+        }
+        pattern += RE2.quoteMeta(text(end..<t.count)) + "$"
+        return try compiledRegex(pattern)
+    }
+}
+
+extension Builtins {
+    /// Translates a glob (gobwas/glob syntax: `*`, `**`, `?`, `[…]`, `[!…]`, `{a,b}`, `\x`) to an
+    /// anchored RE2 pattern. `*` and `?` do not cross the delimiters; with none they match anything.
+    static func globToRegex(_ glob: String, _ delims: [Unicode.Scalar]) throws -> String {
+        let anyOne = delims.isEmpty ? "(?s:.)" : "[^" + delims.map(hexEscape).joined() + "]"
         var out = "^"
-        let chars = Array(glob)
+        let chars = Array(glob.unicodeScalars)
         var i = 0
         var braceDepth = 0
         while i < chars.count {
@@ -124,38 +141,53 @@ extension Builtins {
             switch c {
             case "*":
                 if i + 1 < chars.count, chars[i + 1] == "*" {
-                    out += ".*"
+                    out += "(?s:.)*"
                     i += 1
                 } else {
-                    out += notSep + "*"
+                    out += anyOne + "*"
                 }
-            case "?": out += notSep
-            case "[":
-                var j = i + 1
-                var cls = "["
-                if j < chars.count, chars[j] == "!" { cls += "^"; j += 1 }
-                while j < chars.count, chars[j] != "]" {
-                    if chars[j] == "\\", j + 1 < chars.count { cls += "\\" + String(chars[j + 1]); j += 2; continue }
-                    cls.append(chars[j])
-                    j += 1
-                }
-                guard j < chars.count else { throw BuiltinError("unexpected end of input") }
-                out += cls + "]"
-                i = j
+            case "?": out += anyOne
+            case "[": i = try globClass(chars, i, into: &out)
             case "{": out += "(?:"; braceDepth += 1
             case "}" where braceDepth > 0: out += ")"; braceDepth -= 1
             case "," where braceDepth > 0: out += "|"
-            case "\\":
-                if i + 1 < chars.count {
-                    out += NSRegularExpression.escapedPattern(for: String(chars[i + 1]))
-                    i += 1
-                }
-            default:
-                out += NSRegularExpression.escapedPattern(for: String(c))
+            case "\\" where i + 1 < chars.count:
+                i += 1
+                out += RE2.quoteMeta(String(chars[i]))
+            default: out += RE2.quoteMeta(String(c))
             }
             i += 1
         }
-        if braceDepth != 0 { throw BuiltinError("unexpected end of input") }
+        out += String(repeating: ")", count: braceDepth)
         return out + "$"
+    }
+
+    /// `[…]` at `start` as an RE2 class; returns the index of the closing `]`.
+    private static func globClass(_ chars: [Unicode.Scalar], _ start: Int, into out: inout String) throws -> Int {
+        var j = start + 1
+        var cls = "["
+        if j < chars.count, chars[j] == "!" {
+            cls += "^"
+            j += 1
+        }
+        var items = 0
+        while j < chars.count, chars[j] != "]" {
+            if chars[j] == "\\", j + 1 < chars.count { j += 1 }
+            if chars[j] == "-", items > 0, j + 1 < chars.count, chars[j + 1] != "]" {
+                cls += "-"
+            } else {
+                cls += hexEscape(chars[j])
+                items += 1
+            }
+            j += 1
+        }
+        guard j < chars.count else { throw BuiltinError("unexpected end of input") }
+        guard items > 0 else { throw BuiltinError("could not parse range") }
+        out += cls + "]"
+        return j
+    }
+
+    private static func hexEscape(_ c: Unicode.Scalar) -> String {
+        "\\x{" + String(c.value, radix: 16) + "}"
     }
 }

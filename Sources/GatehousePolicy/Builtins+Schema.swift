@@ -206,8 +206,7 @@ extension JSONSchema {
             out.append(Issue(type: "string_lte", field: f, desc: "String length must be less than or equal to \(n)"))
         }
         if case .string(let p)? = s[.string("pattern")],
-           let re = try? NSRegularExpression(pattern: p),
-           re.firstMatch(in: str, range: NSRange(str.startIndex..., in: str)) == nil {
+           let re = try? compiledRegex(p), !re.matches(str) {
             out.append(Issue(type: "pattern", field: f, desc: "Does not match pattern '\(p)'"))
         }
     }
