@@ -21,6 +21,7 @@ final class Compiler {
     // MARK: registration
 
     func register(_ mod: Module) {
+        checkModule(mod)
         modules.append(mod)
         let pkgKey = mod.package.joined(separator: ".")
         var names = packageRuleNames[pkgKey] ?? []
@@ -91,6 +92,7 @@ final class Compiler {
     // MARK: compilation of all rules
 
     func compileAll() {
+        checkRulePrefixes()
         for rs in ruleSets {
             for r in rs.rules { compileRule(r, rs) }
             if let d = rs.defaultRule { compileRule(d, rs) }
@@ -159,7 +161,7 @@ final class Compiler {
                 initial.formUnion(tv.pats)
             }
         }
-        let body = ctx.compileBody(decl.body, scope)
+        let body = ctx.compileBody(decl.body, scope, seen: argNames)
         var headTerms: [CTerm] = []
         switch rs.kind {
         case .partialSet:
@@ -193,8 +195,10 @@ final class Compiler {
         }
         r.body = orderBody(body, initial: initial, head: headTerms, ctx: ctx, loc: decl.loc)
         for el in decl.elses {
-            let b = ctx.compileBody(el.body, scope)
-            let v = el.value.map { ctx.compileTerm($0, scope) } ?? .const(.true)
+            // Each else body declares its own variables (`x := ...` may appear in several branches).
+            let elScope = Scope(parent: scope)
+            let b = ctx.compileBody(el.body, elScope, seen: argNames)
+            let v = el.value.map { ctx.compileTerm($0, elScope) } ?? .const(.true)
             r.elses.append((v, orderBody(b, initial: initial, head: [v], ctx: ctx, loc: el.loc)))
         }
         r.slotCount = ctx.slotNames.count
@@ -471,14 +475,14 @@ final class RuleContext {
         case .variable(let n):
             if n == "_" { return .slot(fresh(scope)) }
             if let s = scope.lookup(n) { return .slot(s) }
-            if let g = resolveGlobal(n, t.loc) { return g }
+            if let g = resolveGlobal(n, t.loc) { return checkNotFunction(g, t.loc) }
             return .slot(declare(n, in: scope))
         case .ref(let head, let path):
             let cpath = path.map { compileTerm($0, scope) }
             if case .variable(let n) = head.node, n != "_", scope.lookup(n) == nil, let g = resolveGlobal(n, head.loc) {
                 switch g {
                 case .dataRef(_, let prefix, let rest):
-                    return makeDataRef(prefix, rest + cpath)
+                    return checkNotFunction(makeDataRef(prefix, rest + cpath), t.loc)
                 case .ref(let h, let p):
                     return .ref(h, p + cpath)
                 default:
@@ -517,6 +521,14 @@ final class RuleContext {
 
     func displayName(_ name: [String]) -> String { name.joined(separator: ".") }
 
+    /// A function referred to without a call (`p := f`, `data.t.f`) is a type error in OPA.
+    func checkNotFunction(_ t: CTerm, _ loc: SourceLocation) -> CTerm {
+        if case .dataRef(let node?, _, _) = t, let rs = node.ruleSet, rs.kind == .function {
+            error(.type, "function \(rs.dottedPath) must be called", loc)
+        }
+        return t
+    }
+
     func calleeArity(_ c: Callee) -> Int {
         switch c {
         case .builtin(let b): return b.arity
@@ -525,6 +537,11 @@ final class RuleContext {
     }
 
     func resolveCallee(_ name: [String], _ loc: SourceLocation, _ scope: Scope) -> Callee? {
+        if name == ["internal", "template_string"] { return .builtin(Builtins.templateString) }
+        if scope.lookup(name[0]) != nil {
+            error(.compile, "\(displayName(name)) is a variable, not a function", loc)
+            return nil
+        }
         var path: [String]?
         if name[0] == "data" {
             path = Array(name.dropFirst())
@@ -594,15 +611,23 @@ final class RuleContext {
     }
 
     /// Compiles literals in order, declaring `some`/`:=` names as they are reached.
-    func compileBody(_ lits: [Literal], _ scope: Scope) -> [CExpr] {
+    /// `seen`: names already referenced before the body (a function's arguments), which `:=` and
+    /// `some` may not declare again.
+    func compileBody(_ lits: [Literal], _ scope: Scope, seen initial: [String] = []) -> [CExpr] {
         var out: [CExpr] = []
         out.reserveCapacity(lits.count)
+        var seen = Set(initial)
         for lit in lits {
             var d: [String] = []
             collectDeclared(lit, into: &d)
+            checkRedeclared(lit, d, seen, scope)
             for n in d where scope.names[n] == nil { declare(n, in: scope) }
             out.append(compileLiteral(lit, scope))
+            var used: [String] = []
+            collectLiteralVars(lit, into: &used)
+            seen.formUnion(used)
         }
+        checkUnusedSome(lits, out, scope)
         return out
     }
 
@@ -624,6 +649,10 @@ final class RuleContext {
             kind = .unify(compileTerm(a, scope), compileTerm(b, scope))
         case .assign(let a, let b):
             let lhs = compileTerm(a, scope)
+            if case .scalar = a.node { error(.compile, "cannot assign to \(a.node)", a.loc) }
+            if case .array(let x) = a.node, case .array(let y) = b.node, x.count != y.count {
+                error(.compile, "match error: arrays of different lengths", a.loc)
+            }
             checkAssignTarget(lhs, a.loc)
             kind = .unify(lhs, compileTerm(b, scope))
         case .someDecl:
@@ -648,6 +677,9 @@ final class RuleContext {
             let cbody = compileBody(body, inner)
             var refs = Set<Int>()
             for e in cbody { slotsIn(e, &refs) }
+            for n in declared where n != "_" {
+                if let s = inner.names[n], !refs.contains(s) { error(.compile, "declared var \(n) unused", lit.loc) }
+            }
             let free = refs.filter { $0 < startSlot }
             var initial = free
             var tv = TermVars()
@@ -662,6 +694,12 @@ final class RuleContext {
             if let cw = compileWith(w, scope) { withs.append(cw) }
         }
         return CExpr(kind: kind, negated: lit.negated, with: withs, loc: lit.loc)
+    }
+
+    /// A function replaced by another function (`with f as g`) needs one of the same arity.
+    func checkMockArity(_ target: Callee, _ mock: Callee?, _ loc: SourceLocation) {
+        guard let mock, calleeArity(target) >= 0, calleeArity(mock) >= 0, calleeArity(target) != calleeArity(mock) else { return }
+        error(.type, "with keyword: \(mock.name) does not have the arity of \(target.name)", loc)
     }
 
     func checkAssignTarget(_ t: CTerm, _ loc: SourceLocation) {
@@ -682,6 +720,7 @@ final class RuleContext {
     }
 
     func resolveCalleeQuiet(_ name: [String], _ scope: Scope) -> Callee? {
+        if name == ["internal", "template_string"] { return .builtin(Builtins.templateString) }
         var path: [String]?
         if name[0] == "data" {
             path = Array(name.dropFirst())
@@ -736,12 +775,15 @@ final class RuleContext {
         if h == "input" { return CWith(target: .input(path), value: value, mockCallee: nil) }
         let full = [h] + path
         if h == "data" {
+            if path.isEmpty { error(.compile, "with keyword cannot replace the data document", w.loc) }
             if let node = compiler.root.find(path[...]), let rs = node.ruleSet, rs.kind == .function {
+                checkMockArity(.function(rs), mock, w.loc)
                 return CWith(target: .function(Callee.function(rs).name), value: value, mockCallee: mock)
             }
             return CWith(target: .data(path), value: value, mockCallee: nil)
         }
         if let callee = resolveCalleeQuiet(full, scope) {
+            checkMockArity(callee, mock, w.loc)
             return CWith(target: .function(callee.name), value: value, mockCallee: mock)
         }
         if let imp = imports[h] {

@@ -220,6 +220,10 @@ public final class EvalContext: @unchecked Sendable {
             var domains: [Value] = []
             _ = try evalTerm(domain, f) { d in domains.append(d); return true }
             guard let d = domains.first else { return false }
+            switch d {
+            case .array, .object, .set: break
+            default: return false  // `every` over a scalar is undefined, as in OPA
+            }
             var allOK = true
             _ = try iterate(d) { kk, vv in
                 let sat: Bool

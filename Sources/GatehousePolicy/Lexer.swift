@@ -3,6 +3,8 @@ enum TokenKind: Equatable {
     case string
     case number
     case op  // punctuation and operators; text holds the symbol
+    /// `$"..."` or `` $`...` ``: text holds the raw content between the quotes (`isRawString` for the latter).
+    case template
     case eof
 }
 
@@ -65,8 +67,11 @@ struct Lexer {
                 let s = i
                 while i < src.count, isIdentChar(src[i]) { advance() }
                 out.append(Token(kind: .ident, text: String(decoding: src[s..<i], as: UTF8.self), line: l, col: c0, newlineBefore: nl))
+            } else if c == UInt8(ascii: "$"), i + 1 < src.count, src[i + 1] == UInt8(ascii: "\"") || src[i + 1] == UInt8(ascii: "`") {
+                out.append(try scanTemplate(l, c0, nl))
             } else if c >= 0x30 && c <= 0x39 {
                 let s = i
+                if c == 0x30, i + 1 < src.count, isDigit(src[i + 1]) { throw err("invalid number literal: leading zero", l, c0) }
                 while i < src.count, isDigit(src[i]) { advance() }
                 if i + 1 < src.count, src[i] == UInt8(ascii: "."), isDigit(src[i + 1]) {
                     advance()
@@ -99,7 +104,7 @@ struct Lexer {
                     advance()
                 }
                 if !closed { throw err("non-terminated string", l, c0) }
-                let raw = String(decoding: src[s..<i], as: UTF8.self)
+                let raw = Lexer.escapingControls(src[s..<i])
                 guard case .string(let decoded)? = try? JSON.parse(raw) else {
                     throw err("invalid string literal \(raw)", l, c0)
                 }
@@ -129,6 +134,64 @@ struct Lexer {
             out[out.count - 1].spaceBefore = sp || nl
             nl = false
         }
+    }
+
+    /// A quoted literal's bytes with raw control characters (a tab, say) written as `\u00XX`:
+    /// OPA accepts them in string literals, JSON does not.
+    static func escapingControls(_ bytes: ArraySlice<UInt8>) -> String {
+        guard bytes.contains(where: { $0 < 0x20 }) else { return String(decoding: bytes, as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 8)
+        for b in bytes {
+            if b < 0x20 {
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A template string from its `$`: the content up to the closing quote, stepping over `{...}`
+    /// expressions (which may hold strings and braces of their own).
+    mutating func scanTemplate(_ l: Int, _ c0: Int, _ nl: Bool) throws(PolicyError) -> Token {
+        advance()  // $
+        let quote = src[i]
+        let raw = quote == UInt8(ascii: "`")
+        advance()
+        let s = i
+        var depth = 0
+        while true {
+            guard i < src.count, raw || src[i] != 0x0A || depth > 0 else { throw err("non-terminated template string", l, c0) }
+            let ch = src[i]
+            if depth == 0, ch == quote { break }
+            if ch == UInt8(ascii: "\\"), !raw || depth > 0 {
+                advance()
+                if i < src.count { advance() }
+                continue
+            }
+            if depth > 0, ch == UInt8(ascii: "\"") || ch == UInt8(ascii: "`") {
+                try skipNested(ch, l, c0)
+                continue
+            }
+            if ch == UInt8(ascii: "{") { depth += 1 } else if ch == UInt8(ascii: "}"), depth > 0 { depth -= 1 }
+            advance()
+        }
+        let text = String(decoding: src[s..<i], as: UTF8.self)
+        advance()
+        return Token(kind: .template, text: text, line: l, col: c0, newlineBefore: nl, isRawString: raw)
+    }
+
+    /// Steps over a string literal inside a template expression.
+    mutating func skipNested(_ q: UInt8, _ l: Int, _ c0: Int) throws(PolicyError) {
+        advance()
+        while i < src.count, src[i] != q {
+            if q == UInt8(ascii: "\""), src[i] == UInt8(ascii: "\\") { advance() }
+            if i < src.count { advance() }
+        }
+        guard i < src.count else { throw err("non-terminated template string", l, c0) }
+        advance()
     }
 
     @inline(__always) func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }

@@ -4,6 +4,8 @@ struct Parser {
     var p = 0
     let file: String
     var version: RegoVersion
+    /// Nesting of template strings being parsed (names their comprehension variables apart).
+    var templateDepth = 0
 
     static let keywords: Set<String> = [
         "not", "with", "as", "some", "every", "in", "if", "contains", "else", "default", "import", "package",
@@ -53,33 +55,46 @@ struct Parser {
         next()
         let pkgTerm = try parseRefPath()
         let mod = Module(file: file, package: pkgTerm, version: version)
-        while isKw("import") {
-            let l = here
-            next()
-            let path = try parseRefPath()
-            var alias: String?
-            if isKw("as") {
-                next()
-                guard tok.kind == .ident else { throw err("expected alias name") }
-                alias = tok.text
-                next()
-            }
-            guard let root = path.first, ["data", "input", "future", "rego"].contains(root) else {
-                throw PolicyError(.parse, "unexpected import path, must begin with one of: {data, future, input, rego}", at: l)
-            }
-            if root == "future" && path.count >= 2 && path[1] == "keywords" && version == .v1 {
-                // `import future.keywords` marks a module written for OPA 0.x with the keywords enabled.
-                if !mod.imports.contains(where: { $0.path == ["rego", "v1"] }) { self.version = .v0; mod.version = .v0 }
-            }
-            if path == ["rego", "v1"] { self.version = .v1; mod.version = .v1 }
-            mod.imports.append(ImportDecl(path: path, alias: alias, loc: l))
-        }
         while tok.kind != .eof {
-            if isKw("import") { throw err("imports must appear before rules") }
+            // OPA accepts imports after rules too; they apply to the whole module.
+            if isKw("import") { try parseImport(mod); continue }
             if isKw("package") { throw err("unexpected package keyword") }
             mod.rules.append(contentsOf: try parseRule())
         }
         return mod
+    }
+
+    mutating func parseImport(_ mod: Module) throws(PolicyError) {
+        let l = here
+        next()
+        let path = try parseRefPath()
+        var alias: String?
+        if isKw("as") {
+            next()
+            guard tok.kind == .ident else { throw err("expected alias name") }
+            alias = tok.text
+            next()
+        }
+        guard let root = path.first, ["data", "input", "future", "rego"].contains(root) else {
+            throw PolicyError(.parse, "unexpected import path, must begin with one of: {data, future, input, rego}", at: l)
+        }
+        if root == "future" {
+            guard path.count >= 2, path[1] == "keywords", path.count <= 3,
+                path.count == 2 || ["in", "every", "if", "contains"].contains(path[2])
+            else { throw PolicyError(.parse, "invalid import \(path.joined(separator: ".")), must be a known future keyword", at: l) }
+            if version == .v1, mod.rules.isEmpty, !mod.imports.contains(where: { $0.path == ["rego", "v1"] }) {
+                // `import future.keywords` marks a module written for OPA 0.x with the keywords enabled
+                // (Gatehouse's compatibility choice; OPA 1.x reads such a module as v1).
+                self.version = .v0
+                mod.version = .v0
+            }
+        }
+        if root == "rego" {
+            guard path == ["rego", "v1"] else { throw PolicyError(.parse, "invalid import, only rego.v1 is allowed", at: l) }
+            self.version = .v1
+            mod.version = .v1
+        }
+        mod.imports.append(ImportDecl(path: path, alias: alias, loc: l))
     }
 
     /// Parses `a.b["c"].d` into string components.
@@ -115,7 +130,7 @@ struct Parser {
             isDefault = true
             next()
         }
-        guard tok.kind == .ident, !Parser.keywords.contains(tok.text) || tok.text == "contains" || tok.text == "if" else {
+        guard tok.kind == .ident, !Parser.keywords.contains(tok.text) else {
             throw err("unexpected \(describe(tok)) token: expected rule")
         }
         // Head reference.
@@ -180,10 +195,12 @@ struct Parser {
             rule.kind = .complete
         }
         if isDefault {
-            if rule.kind == .partialSet || rule.kind == .partialObject {
-                throw PolicyError(.parse, "default rules must not have a key", at: rule.loc)
-            }
+            // `default p[x] := v` is refused by the compiler (as OPA does), a default set rule here.
+            if rule.kind == .partialSet { throw PolicyError(.parse, "default rules must not have a key", at: rule.loc) }
             if isOp("{") || isKw("if") { throw err("default rules must not have a body") }
+            if let v = value, let what = Parser.nonConstant(v) {
+                throw PolicyError(.parse, "illegal default rule (value cannot contain \(what))", at: rule.loc)
+            }
             return [rule]
         }
         // Body.
@@ -192,6 +209,7 @@ struct Parser {
             next()
             rule.body = try parseRuleBody()
         } else if isOp("{") {
+            if version == .v1 { throw err("`if` keyword is required before rule body") }
             rule.body = try parseRuleBody()
         } else {
             rule.hasExplicitBody = false
@@ -219,11 +237,27 @@ struct Parser {
                 next()
                 body = try parseRuleBody()
             } else if isOp("{") {
+                if version == .v1 { throw err("`if` keyword is required before else body") }
                 body = try parseRuleBody()
+            } else if ev == nil {
+                throw err("unexpected \(describe(tok)) token: expected else value term or rule body")
             }
             rule.elses.append((ev, body, el))
         }
         return rules
+    }
+
+    /// What makes a default rule's value non-constant (a variable, reference or call outside a
+    /// comprehension), or nil when it is constant.
+    static func nonConstant(_ t: Term) -> String? {
+        switch t.node {
+        case .scalar, .arrayCompr, .setCompr, .objectCompr: return nil
+        case .variable: return "var"
+        case .ref: return "ref"
+        case .call, .refCall: return "call"
+        case .array(let a), .set(let a): return a.lazy.compactMap { nonConstant($0) }.first
+        case .object(let pairs): return pairs.lazy.compactMap { nonConstant($0.0) ?? nonConstant($0.1) }.first
+        }
     }
 
     /// Either `{ query }` or a single literal (after `if`).
@@ -358,7 +392,7 @@ struct Parser {
     /// The whole expression: comparison and `in` (and at literal level `k, v in xs`).
     mutating func parseExpr(noOr: Bool) throws(PolicyError) -> Term {
         var lhs = try parseRelation(noOr: noOr)
-        while isKw("in"), !tok.newlineBefore {
+        while isKw("in") {
             next()
             let rhs = try parseRelation(noOr: noOr)
             lhs = call("internal.member_2", [lhs, rhs], lhs.loc)
@@ -376,7 +410,7 @@ struct Parser {
             let coll = try parseRelation(noOr: false)
             lhs = call("internal.member_3", [lhs, v, coll], lhs.loc)
         }
-        while isKw("in"), !tok.newlineBefore {
+        while isKw("in") {
             next()
             let rhs = try parseRelation(noOr: false)
             lhs = call("internal.member_2", [lhs, rhs], lhs.loc)
@@ -388,7 +422,7 @@ struct Parser {
 
     mutating func parseRelation(noOr: Bool) throws(PolicyError) -> Term {
         var lhs = try parseOr(noOr: noOr)
-        while tok.kind == .op, let name = Parser.relOps[tok.text], !tok.newlineBefore {
+        while tok.kind == .op, let name = Parser.relOps[tok.text] {
             next()
             let rhs = try parseOr(noOr: noOr)
             lhs = call(name, [lhs, rhs], lhs.loc)
@@ -398,7 +432,7 @@ struct Parser {
 
     mutating func parseOr(noOr: Bool) throws(PolicyError) -> Term {
         var lhs = try parseAnd()
-        while !noOr, isOp("|"), !tok.newlineBefore {
+        while !noOr, isOp("|") {
             next()
             let rhs = try parseAnd()
             lhs = call("or", [lhs, rhs], lhs.loc)
@@ -408,7 +442,7 @@ struct Parser {
 
     mutating func parseAnd() throws(PolicyError) -> Term {
         var lhs = try parseArith()
-        while isOp("&"), !tok.newlineBefore {
+        while isOp("&") {
             next()
             let rhs = try parseArith()
             lhs = call("and", [lhs, rhs], lhs.loc)
@@ -418,7 +452,7 @@ struct Parser {
 
     mutating func parseArith() throws(PolicyError) -> Term {
         var lhs = try parseFactor()
-        while (isOp("+") || isOp("-")), !tok.newlineBefore {
+        while isOp("+") || isOp("-") {
             let name = isOp("+") ? "plus" : "minus"
             next()
             let rhs = try parseFactor()
@@ -429,7 +463,7 @@ struct Parser {
 
     mutating func parseFactor() throws(PolicyError) -> Term {
         var lhs = try parseTerm()
-        while (isOp("*") || isOp("/") || isOp("%")), !tok.newlineBefore {
+        while isOp("*") || isOp("/") || isOp("%") {
             let name = isOp("*") ? "mul" : (isOp("/") ? "div" : "rem")
             next()
             let rhs = try parseTerm()
@@ -446,19 +480,24 @@ struct Parser {
         var term: Term
         switch t.kind {
         case .number:
+            // Scalars take no reference suffixes (`"abc"[0]` is a parse error in OPA).
             guard let n = Number(parsing: t.text) else { throw err("invalid number") }
             next()
-            term = Term(.scalar(.number(n)), l)
+            return Term(.scalar(.number(n)), l)
         case .string:
             next()
-            term = Term(.scalar(.string(t.text)), l)
+            return Term(.scalar(.string(t.text)), l)
+        case .template:
+            return try parseTemplate()
         case .ident:
             switch t.text {
-            case "true": next(); term = Term(.scalar(.bool(true)), l)
-            case "false": next(); term = Term(.scalar(.bool(false)), l)
-            case "null": next(); term = Term(.scalar(.null), l)
+            case "true": next(); return Term(.scalar(.bool(true)), l)
+            case "false": next(); return Term(.scalar(.bool(false)), l)
+            case "null": next(); return Term(.scalar(.null), l)
             default:
-                if Parser.keywords.contains(t.text) && t.text != "contains" && t.text != "if" {
+                // `contains(...)` is the builtin; otherwise keywords are no terms.
+                let isCall = (t.text == "contains" || t.text == "if") && peek().kind == .op && peek().text == "(" && !peek().spaceBefore
+                if Parser.keywords.contains(t.text) && !isCall {
                     throw err("unexpected \(t.text) keyword")
                 }
                 next()
@@ -481,7 +520,7 @@ struct Parser {
                 if tok.kind == .number, !tok.spaceBefore {
                     guard let n = Number(parsing: tok.text) else { throw err("invalid number") }
                     next()
-                    term = Term(.scalar(.number(n.negated)), l)
+                    return Term(.scalar(.number(n.negated)), l)
                 } else {
                     let inner = try parseTerm()
                     return call("minus", [Term(.scalar(.int(0)), l), inner], l)
@@ -538,67 +577,150 @@ struct Parser {
         return flush()
     }
 
+    /// `[...]`: a comprehension when a single term (no infix operators, as in OPA) is followed by `|`.
     mutating func parseArrayOrCompr() throws(PolicyError) -> Term {
         let l = here
         next()  // [
         if isOp("]") { next(); return Term(.array([]), l) }
-        let first = try parseExpr(noOr: true)
+        let save = p
+        let head = try parseTerm()
         if isOp("|") {
             next()
-            let body = try parseQuery(until: "]")
-            try expectOp("]")
-            return Term(.arrayCompr(first, body), l)
+            return Term(.arrayCompr(head, try parseComprBody("]")), l)
         }
-        var elems = [first]
-        while isOp(",") {
-            next()
-            if isOp("]") { break }
-            elems.append(try parseExpr(noOr: false))
-        }
-        try expectOp("]")
-        return Term(.array(elems), l)
+        p = save
+        return Term(.array(try parseElements("]")), l)
     }
 
+    /// A comprehension body up to `close` (consumed); an empty body is an error.
+    mutating func parseComprBody(_ close: String) throws(PolicyError) -> [Literal] {
+        let body = try parseQuery(until: close)
+        if body.isEmpty { throw err("unexpected \(close) token: expected comprehension body") }
+        try expectOp(close)
+        return body
+    }
+
+    /// Comma-separated expressions up to `close` (consumed); a trailing comma is allowed.
+    mutating func parseElements(_ close: String) throws(PolicyError) -> [Term] {
+        var elems: [Term] = []
+        while !isOp(close) {
+            elems.append(try parseExpr(noOr: false))
+            if isOp(",") { next() } else { break }
+        }
+        try expectOp(close)
+        return elems
+    }
+
+    /// `{...}`: object, set, or their comprehensions (heads are single terms, as in OPA).
     mutating func parseBraced() throws(PolicyError) -> Term {
         let l = here
         next()  // {
         if isOp("}") { next(); return Term(.object([]), l) }
-        let first = try parseExpr(noOr: true)
-        if isOp(":") {
-            next()
-            let v = try parseExpr(noOr: true)
-            if isOp("|") {
-                next()
-                let body = try parseQuery(until: "}")
-                try expectOp("}")
-                return Term(.objectCompr(first, v, body), l)
-            }
-            var pairs: [(Term, Term)] = [(first, v)]
-            while isOp(",") {
-                next()
-                if isOp("}") { break }
-                let k = try parseExpr(noOr: false)
-                try expectOp(":")
-                let vv = try parseExpr(noOr: false)
-                pairs.append((k, vv))
-            }
-            try expectOp("}")
-            return Term(.object(pairs), l)
-        }
+        let save = p
+        var key = try parseTerm()
         if isOp("|") {
             next()
-            let body = try parseQuery(until: "}")
-            try expectOp("}")
-            return Term(.setCompr(first, body), l)
+            return Term(.setCompr(key, try parseComprBody("}")), l)
         }
-        var elems = [first]
+        if !isOp(":") {
+            p = save
+            key = try parseExpr(noOr: false)
+            if !isOp(":") {
+                p = save
+                return Term(.set(try parseElements("}")), l)
+            }
+        }
+        next()  // :
+        let valueStart = p
+        let v = try parseTerm()
+        if isOp("|") {
+            next()
+            return Term(.objectCompr(key, v, try parseComprBody("}")), l)
+        }
+        p = valueStart
+        var pairs: [(Term, Term)] = [(key, try parseExpr(noOr: false))]
         while isOp(",") {
             next()
             if isOp("}") { break }
-            elems.append(try parseExpr(noOr: false))
+            let k = try parseExpr(noOr: false)
+            try expectOp(":")
+            pairs.append((k, try parseExpr(noOr: false)))
         }
         try expectOp("}")
-        return Term(.set(elems), l)
+        return Term(.object(pairs), l)
+    }
+
+    /// `$"a {x} b"` becomes `internal.template_string(["a ", {v | v = x}, " b"])`: each expression
+    /// is a set comprehension, so an undefined one shows as `<undefined>` (OPA's lowering).
+    mutating func parseTemplate() throws(PolicyError) -> Term {
+        let t = tok
+        let l = loc(t)
+        next()
+        let b = Array(t.text.utf8)
+        var parts: [Term] = []
+        var lit: [UInt8] = []
+        var i = 0
+        while i < b.count {
+            let c = b[i]
+            if c == UInt8(ascii: "\\"), !t.isRawString {
+                if i + 1 < b.count, b[i + 1] == UInt8(ascii: "{") { lit.append(b[i + 1]) } else { lit.append(contentsOf: b[i..<min(i + 2, b.count)]) }
+                i += 2
+                continue
+            }
+            guard c == UInt8(ascii: "{") else {
+                lit.append(c)
+                i += 1
+                continue
+            }
+            if !lit.isEmpty { parts.append(try templateLiteral(lit, raw: t.isRawString, l)) }
+            lit = []
+            let end = Parser.closingBrace(b, i)
+            guard end < b.count else { throw err("unterminated template expression", t) }
+            parts.append(try templateExpression(String(decoding: b[(i + 1)..<end], as: UTF8.self), parts.count, l))
+            i = end + 1
+        }
+        if !lit.isEmpty || parts.isEmpty { parts.append(try templateLiteral(lit, raw: t.isRawString, l)) }
+        return Term(.call(name: ["internal", "template_string"], args: [Term(.array(parts), l)]), l)
+    }
+
+    func templateLiteral(_ lit: [UInt8], raw: Bool, _ l: SourceLocation) throws(PolicyError) -> Term {
+        if raw { return Term(.scalar(.string(String(decoding: lit, as: UTF8.self))), l) }
+        let quoted = "\"" + Lexer.escapingControls(lit[...]) + "\""
+        guard case .string(let s)? = try? JSON.parse(quoted) else { throw PolicyError(.parse, "invalid template string", at: l) }
+        return Term(.scalar(.string(s)), l)
+    }
+
+    /// `{v | v = <expr>}` for one template expression.
+    func templateExpression(_ text: String, _ index: Int, _ l: SourceLocation) throws(PolicyError) -> Term {
+        var sub = try Parser(source: text, file: file, version: version)
+        sub.templateDepth = templateDepth + 1
+        let e = try sub.parseExpr(noOr: false)
+        guard sub.tok.kind == .eof else { throw PolicyError(.parse, "unexpected \(sub.describe(sub.tok)) token in template expression", at: l) }
+        let v = Term(.variable("$t\(templateDepth).\(l.line).\(l.column).\(index)"), l)
+        return Term(.setCompr(v, [Literal(kind: .unify(v, e), loc: l)]), l)
+    }
+
+    /// The index of the `}` closing the `{` at `open` (stepping over nested braces and strings), or `b.count`.
+    static func closingBrace(_ b: [UInt8], _ open: Int) -> Int {
+        var depth = 0
+        var i = open
+        while i < b.count {
+            let c = b[i]
+            if c == UInt8(ascii: "\""), depth > 0 {
+                i += 1
+                while i < b.count, b[i] != c { i += b[i] == UInt8(ascii: "\\") ? 2 : 1 }
+            } else if c == UInt8(ascii: "`"), depth > 0 {
+                i += 1
+                while i < b.count, b[i] != c { i += 1 }
+            } else if c == UInt8(ascii: "{") {
+                depth += 1
+            } else if c == UInt8(ascii: "}") {
+                depth -= 1
+                if depth == 0 { return i }
+            }
+            i += 1
+        }
+        return b.count
     }
 }
 

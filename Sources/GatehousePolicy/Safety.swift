@@ -117,17 +117,14 @@ extension Compiler {
     func orderBody(_ body: [CExpr], initial: Set<Int>, head: [CTerm], ctx: RuleContext, loc: SourceLocation?) -> [CExpr] {
         var bound = initial
         let infos = body.map { info($0) }
-        // Slot occurrence counts, to find variables local to a negated expression.
-        var headSlots = Set<Int>()
-        for h in head { slotsIn(h, &headSlots) }
         var remaining = Array(body.indices)
         var out: [CExpr] = []
         func isReady(_ i: Int) -> Bool {
             let e = body[i], inf = infos[i]
             if e.negated {
-                var relevant = headSlots.union(initial)
-                for j in body.indices where j != i { relevant.formUnion(infos[j].all) }
-                return inf.all.intersection(relevant).isSubset(of: bound)
+                // Every variable of a negated expression (outside its comprehensions) must be bound
+                // before it, wildcards included: `not xs[_] == 1` is unsafe in OPA.
+                return inf.needs.isSubset(of: bound) && inf.outs.isSubset(of: bound)
             }
             if !inf.needs.subtracting(inf.outs).isSubset(of: bound) && !inf.needs.isSubset(of: bound.union(inf.outs)) {
                 return false

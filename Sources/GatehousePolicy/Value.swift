@@ -291,7 +291,10 @@ public enum Value: Sendable, Hashable {
         case .array(let a):
             if case .number(let n) = key, case .int(let i) = n, i >= 0, i < a.count { return a[i] }
             return nil
-        case .set(let s): return s.contains(key) ? key : nil
+        case .set(let s):
+            // Not `s.contains(key) ? key : nil`: Value is ExpressibleByNilLiteral, so that is `.null`.
+            if s.contains(key) { return key }
+            return nil
         default: return nil
         }
     }

@@ -495,7 +495,7 @@ struct RefusedPolicyTests {
     /// That its rules are freed is checked by LeakSanitizer: these sources are in the FuzzRego
     /// seed corpus, so every `scripts/fuzz` run compiles them with leak detection on.
     @Test("a recursive policy is refused with a recursion error", arguments: [
-        "package g\nr{r}", "package g\nr if { r }", "package g\na if { b }\nb if { a }",
+        "package g\nr := r", "package g\nr if { r }", "package g\na if { b }\nb if { a }",
     ])
     func recursion(_ source: String) throws {
         do {
