@@ -61,7 +61,11 @@ extension Builtins {
             if case .array(let path) = a[1] {
                 var cur = o
                 for p in path {
-                    if case .set = cur { return a[2] }
+                    if case .set(let members) = cur {
+                        guard members.contains(p) else { return a[2] }
+                        cur = p
+                        continue
+                    }
                     guard let n = cur.lookup(p) else { return a[2] }
                     cur = n
                 }

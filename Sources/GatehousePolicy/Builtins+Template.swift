@@ -163,7 +163,7 @@ extension GoTemplate {
         switch v {
         case .null: return false
         case .bool(let b): return b
-        case .number(let n): return !n.isZero
+        case .number: return true  // OPA hands numbers over as json.Number text: never empty
         case .string(let s): return !s.isEmpty
         case .array(let a): return !a.isEmpty
         case .object(let o): return !o.isEmpty
