@@ -133,23 +133,7 @@ struct Parser {
         guard tok.kind == .ident, !Parser.keywords.contains(tok.text) else {
             throw err("unexpected \(describe(tok)) token: expected rule")
         }
-        // Head reference.
-        var headRef: [Term] = [Term(.scalar(.string(tok.text)), loc(tok))]
-        next()
-        while true {
-            if isOp("."), !tok.spaceBefore {
-                next()
-                guard tok.kind == .ident else { throw err("expected identifier") }
-                headRef.append(Term(.scalar(.string(tok.text)), loc(tok)))
-                next()
-            } else if isOp("["), !tok.spaceBefore {
-                next()
-                headRef.append(try parseExpr(noOr: false))
-                try expectOp("]")
-            } else {
-                break
-            }
-        }
+        let headRef = try parseHeadRef()
         var args: [Term]?
         if isOp("("), !tok.spaceBefore {
             next()
@@ -176,24 +160,7 @@ struct Parser {
             value = try parseExpr(noOr: false)
         }
         let rule = RuleDecl(headRef: headRef, args: args, key: key, value: value, isAssign: isAssign, isDefault: isDefault, body: [], loc: loc(start))
-        // Classify.
-        if args != nil {
-            rule.kind = .function
-        } else if isContains {
-            rule.kind = .partialSet
-        } else if (version == .v0 || isOp("{")) && headRef.count == 2 && value == nil && !isDefault {
-            rule.kind = .partialSet
-            rule.key = headRef[1]
-            rule.headRef = [headRef[0]]
-        } else if let firstVar = headRef.indices.dropFirst().first(where: { idx in
-            if case .scalar(.string) = headRef[idx].node { return false }
-            return true
-        }) {
-            rule.kind = .partialObject
-            _ = firstVar
-        } else {
-            rule.kind = .complete
-        }
+        classify(rule, isContains: isContains)
         if isDefault {
             // `default p[x] := v` is refused by the compiler (as OPA does), a default set rule here.
             if rule.kind == .partialSet { throw PolicyError(.parse, "default rules must not have a key", at: rule.loc) }
@@ -221,6 +188,53 @@ struct Parser {
             extra.body = try parseRuleBody()
             rules.append(extra)
         }
+        try parseElses(rule)
+        return rules
+    }
+
+    /// The kind of a rule from its head (`p contains x`, `p[x] := v`, `f(x)`, v0's `p[x] { ... }`).
+    func classify(_ rule: RuleDecl, isContains: Bool) {
+        if rule.args != nil {
+            rule.kind = .function
+        } else if isContains {
+            rule.kind = .partialSet
+        } else if (version == .v0 || isOp("{")) && rule.headRef.count == 2 && rule.value == nil && !rule.isDefault {
+            rule.kind = .partialSet
+            rule.key = rule.headRef[1]
+            rule.headRef = [rule.headRef[0]]
+        } else if let firstVar = rule.headRef.indices.dropFirst().first(where: { idx in
+            if case .scalar(.string) = rule.headRef[idx].node { return false }
+            return true
+        }) {
+            rule.kind = .partialObject
+            _ = firstVar
+        } else {
+            rule.kind = .complete
+        }
+    }
+
+    /// The rule name and its reference path (`a.b[x].c`).
+    mutating func parseHeadRef() throws(PolicyError) -> [Term] {
+        var headRef: [Term] = [Term(.scalar(.string(tok.text)), loc(tok))]
+        next()
+        while true {
+            if isOp("."), !tok.spaceBefore {
+                next()
+                guard tok.kind == .ident else { throw err("expected identifier") }
+                headRef.append(Term(.scalar(.string(tok.text)), loc(tok)))
+                next()
+            } else if isOp("["), !tok.spaceBefore {
+                next()
+                headRef.append(try parseExpr(noOr: false))
+                try expectOp("]")
+            } else {
+                return headRef
+            }
+        }
+    }
+
+    /// `else [:= v] [if body]` branches of a complete rule or function.
+    mutating func parseElses(_ rule: RuleDecl) throws(PolicyError) {
         while isKw("else") {
             let el = here
             if rule.kind != .complete && rule.kind != .function {
@@ -244,7 +258,6 @@ struct Parser {
             }
             rule.elses.append((ev, body, el))
         }
-        return rules
     }
 
     /// What makes a default rule's value non-constant (a variable, reference or call outside a
