@@ -90,7 +90,23 @@ public final class CompiledPolicy: @unchecked Sendable {
             }
             throw PolicyErrors(c.errors)
         }
+        let conflicts = c.ruleSets.filter { conflictsWithData($0.path, data) }.map {
+            PolicyError(.compile, "conflicting rule for data path \($0.path.joined(separator: "/")) found")
+        }
+        if !conflicts.isEmpty { throw PolicyErrors(conflicts) }
         return CompiledPolicy(compiler: c, data: data)
+    }
+
+    /// OPA refuses a rule at a path where the base data already has a value, or where the data
+    /// has a non-object on the way (`data.t = 2` and a rule `t.p`): one of them would be hidden.
+    static func conflictsWithData(_ path: [String], _ data: Value) -> Bool {
+        var current = data
+        for key in path {
+            guard case .object(let o) = current else { return true }
+            guard let next = o[.string(key)] else { return false }
+            current = next
+        }
+        return true
     }
 
     /// Compiles a query such as `data.authz.allow` or `x := data.a[_]; x > 1`.

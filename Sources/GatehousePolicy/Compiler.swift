@@ -398,6 +398,10 @@ final class RuleContext {
     var imports: [String: [String]] = [:]
     let pkgNames: Set<String>
     var assigned: Set<Int> = []
+    /// Types of variables assigned (`:=`) a term whose type is known, for TypeCheck.
+    var slotTypes: [Int: RegoTypes] = [:]
+    /// The call a body literal consists of (`print(x)` may only stand there, not be a value).
+    var statementCall: Term?
 
     init(compiler: Compiler, module: Module) {
         self.compiler = compiler
@@ -501,7 +505,9 @@ final class RuleContext {
             let arity = calleeArity(callee)
             if arity >= 0 && cargs.count != arity {
                 error(.type, "\(displayName(name)): arity mismatch: expected \(arity) argument\(arity == 1 ? "" : "s"), got \(cargs.count)", t.loc)
-            } else if case .builtin(let b) = callee, let message = TypeCheck.error(calling: b.name, with: cargs) {
+            } else if case .builtin(let b) = callee, b.name == "print", t !== statementCall {
+                error(.type, "print(...) used as value", t.loc)
+            } else if case .builtin(let b) = callee, let message = TypeCheck.error(calling: b.name, with: cargs, slotTypes: slotTypes, version: module.version) {
                 error(.type, message, t.loc)
             }
             return .call(callee, cargs, t.loc)
@@ -635,6 +641,9 @@ final class RuleContext {
         var kind: CExprKind
         switch lit.kind {
         case .expr(let t):
+            let outer = statementCall
+            statementCall = t
+            defer { statementCall = outer }
             if case .call(let name, let args) = t.node, let callee = resolveCalleeQuiet(name, scope),
                 calleeArity(callee) >= 0, args.count == calleeArity(callee) + 1
             {
@@ -654,11 +663,15 @@ final class RuleContext {
                 error(.compile, "match error: arrays of different lengths", a.loc)
             }
             checkAssignTarget(lhs, a.loc)
-            kind = .unify(lhs, compileTerm(b, scope))
+            let rhs = compileTerm(b, scope)
+            if case .slot(let s) = lhs { slotTypes[s] = TypeCheck.knownType(rhs, slotTypes) }
+            kind = .unify(lhs, rhs)
         case .someDecl:
             kind = .noop
         case .someIn(let k, let v, let c):
-            kind = .someIn(key: k.map { compileTerm($0, scope) }, value: compileTerm(v, scope), collection: compileTerm(c, scope))
+            let collection = compileTerm(c, scope)
+            if let message = TypeCheck.iterationError(over: collection, slotTypes: slotTypes) { error(.type, message, c.loc) }
+            kind = .someIn(key: k.map { compileTerm($0, scope) }, value: compileTerm(v, scope), collection: collection)
         case .every(let k, let v, let d, let body):
             let domain = compileTerm(d, scope)
             let inner = Scope(parent: scope)

@@ -143,7 +143,8 @@ struct Parser {
                 if isOp(",") { next() } else { break }
             }
             try expectOp(")")
-            args = a
+            // `f() := 5` is a complete rule named f in OPA, not a function of no arguments.
+            args = a.isEmpty ? nil : a
         }
         var key: Term?
         var value: Term?

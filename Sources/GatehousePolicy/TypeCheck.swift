@@ -1,7 +1,7 @@
 /// Compile-time type checks of builtin calls, as OPA's type checker makes them for the mistakes
 /// users meet most: an argument whose type is known when the policy is compiled (a literal, a
 /// composite or comprehension, another builtin's result) and is not one the builtin accepts, e.g.
-/// `count(1)`, `lower(5)`, `concat(",", "a")`, `1 + "a"`. OPA reports these as `rego_type_error`
+/// `count(1)`, `lower(5)`, `concat(",", "a")`, `1 + "a"`, `x := 1; lower(x)`. OPA reports these as `rego_type_error`
 /// before anything runs; so does Gatehouse. What only the input decides (`count(input.x)`) stays
 /// an evaluation error, as in OPA, and references into `input` never error.
 ///
@@ -60,11 +60,18 @@ struct BuiltinSignature: Sendable {
 }
 
 enum TypeCheck {
+    /// Builtins OPA 1.x refuses in Rego v1 modules (still callable from v0 modules).
+    static let deprecatedInV1: Set<String> = [
+        "all", "any", "re_match", "set_diff", "net.cidr_overlap", "cast_array", "cast_set", "cast_string",
+        "cast_boolean", "cast_null", "cast_object",
+    ]
+
     /// The type a compiled term is known to have at compile time, or `.any` when it depends on
-    /// input, data, variables or user functions.
-    static func knownType(_ t: CTerm) -> RegoTypes {
+    /// input, data, user functions, or variables not assigned (`:=`) a term of known type.
+    static func knownType(_ t: CTerm, _ slotTypes: [Int: RegoTypes] = [:]) -> RegoTypes {
         switch t {
         case .const(let v): return RegoTypes(of: v)
+        case .slot(let s): return slotTypes[s] ?? .any
         case .array: return .array
         case .object: return .object
         case .set: return .set
@@ -80,13 +87,23 @@ enum TypeCheck {
         }
     }
 
+    /// `some x in 5`: iterating over a term known not to be a collection is a type error in OPA.
+    static func iterationError(over collection: CTerm, slotTypes: [Int: RegoTypes]) -> String? {
+        let have = knownType(collection, slotTypes)
+        guard have != .any, have.isDisjoint(with: [.array, .object, .set]) else { return nil }
+        return "match error: cannot iterate over \(have.description)"
+    }
+
     /// The message of OPA-style `rego_type_error` for a builtin call whose argument types are known
     /// to be wrong, or nil when the call may be well typed.
-    static func error(calling name: String, with args: [CTerm]) -> String? {
+    static func error(calling name: String, with args: [CTerm], slotTypes: [Int: RegoTypes] = [:], version: RegoVersion = .v1) -> String? {
+        if version == .v1, deprecatedInV1.contains(name) {
+            return "deprecated built-in function calls in expression: \(name)"
+        }
         guard let sig = BuiltinTypes.signatures[name] else { return nil }
         for (i, arg) in args.enumerated() {
             guard let accepted = sig.accepted(at: i), accepted != .any else { continue }
-            let have = knownType(arg)
+            let have = knownType(arg, slotTypes)
             if have != .any, have.isDisjoint(with: accepted) {
                 return "\(name): invalid argument(s): operand \(i + 1) must be \(accepted.description) but got \(have.description)"
             }
