@@ -1,20 +1,13 @@
 import Foundation
-import Yams
 
 extension Builtins {
     static let encoding: [Builtin] = [
-        Builtin("json.marshal", 1) { a, _ in .string(JSON.serialize(a[0])) },
-        Builtin("json.marshal_with_options", 2) { a, _ in
-            let opts = try argObject(a, 1)
-            let pretty = opts[.string("pretty")] == .true || opts[.string("indent")] != nil || opts[.string("prefix")] != nil
-            return .string(JSON.serialize(a[0], pretty: pretty))
-        },
-        Builtin("json.unmarshal", 1) { a, _ in
-            do { return try JSON.parse(try argString(a, 0)) } catch let e as JSON.ParseError { throw BuiltinError(e.description) }
-        },
+        Builtin("json.marshal", 1) { a, _ in .string(goJSON(a[0])) },
+        Builtin("json.marshal_with_options", 2) { a, _ in try jsonMarshalWithOptions(a) },
+        Builtin("json.unmarshal", 1) { a, _ in try jsonUnmarshal(try argString(a, 0)) },
         Builtin("json.is_valid", 1) { a, _ in
             guard case .string(let s) = a[0] else { return .false }
-            return .bool((try? JSON.parse(s)) != nil)
+            return .bool((try? JSON.parse(replacingLoneSurrogates(s))) != nil)
         },
         Builtin("yaml.marshal", 1) { a, _ in .string(try yamlMarshal(a[0])) },
         Builtin("yaml.unmarshal", 1) { a, _ in try yamlParse(try argString(a, 0)) },
@@ -24,12 +17,12 @@ extension Builtins {
         },
         Builtin("base64.encode", 1) { a, _ in .string(Data(try argString(a, 0).utf8).base64EncodedString()) },
         Builtin("base64.decode", 1) { a, _ in
-            guard let d = Data(base64Encoded: try argString(a, 0)) else { throw BuiltinError("illegal base64 data") }
+            guard let d = goBase64Decode(try argString(a, 0), url: false) else { throw BuiltinError("illegal base64 data") }
             return .string(String(decoding: d, as: UTF8.self))
         },
         Builtin("base64.is_valid", 1) { a, _ in
             guard case .string(let s) = a[0] else { return .false }
-            return .bool(Data(base64Encoded: s) != nil)
+            return .bool(goBase64Decode(s, url: false) != nil)
         },
         Builtin("base64url.encode", 1) { a, _ in .string(base64url(Data(try argString(a, 0).utf8), pad: true)) },
         Builtin("base64url.encode_no_pad", 1) { a, _ in .string(base64url(Data(try argString(a, 0).utf8), pad: false)) },
@@ -75,6 +68,8 @@ extension Builtins {
         Builtin("urlquery.decode_object", 1) { a, _ in
             var out: [Value: Value] = [:]
             for pair in try argString(a, 0).split(separator: "&", omittingEmptySubsequences: true) {
+                // Go's url.ParseQuery refuses ';' (once a separator) anywhere in a pair.
+                guard !pair.contains(";") else { throw BuiltinError("invalid semicolon separator in query") }
                 let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 guard let k = queryUnescape(String(kv[0])) else { throw BuiltinError("invalid URL escape") }
                 guard let v = queryUnescape(kv.count > 1 ? String(kv[1]) : "") else { throw BuiltinError("invalid URL escape") }
@@ -92,11 +87,53 @@ extension Builtins {
         return s
     }
 
+    /// OPA's base64url.decode: unpadded input is padded first (RFC 7515 appendix C).
     static func base64urlDecode(_ s: String) -> Data? {
-        var t = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        if t.contains("+") && s.contains("+") { return nil }
-        while t.count % 4 != 0 { t += "=" }
-        return Data(base64Encoded: t)
+        var t = s
+        if !t.hasSuffix("=") {
+            switch t.utf8.count % 4 {
+            case 0: break
+            case 2: t += "=="
+            case 3: t += "="
+            default: return nil
+            }
+        }
+        return goBase64Decode(t, url: true).map { Data($0) }
+    }
+
+    /// Go's base64.StdEncoding/URLEncoding DecodeString: padding required, line breaks (\r, \n)
+    /// ignored anywhere, unused trailing bits not checked.
+    static func goBase64Decode(_ s: String, url: Bool) -> [UInt8]? {
+        func sextet(_ c: UInt8) -> UInt32? {
+            switch c {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): return UInt32(c - UInt8(ascii: "A"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): return UInt32(c - UInt8(ascii: "a") + 26)
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(c - UInt8(ascii: "0") + 52)
+            case UInt8(ascii: "+") where !url, UInt8(ascii: "-") where url: return 62
+            case UInt8(ascii: "/") where !url, UInt8(ascii: "_") where url: return 63
+            default: return nil
+            }
+        }
+        let input = s.utf8.filter { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\r") }
+        var out: [UInt8] = []
+        var i = 0
+        while i < input.count {
+            var acc: UInt32 = 0, n = 0
+            while n < 4, i < input.count, let v = sextet(input[i]) { acc = acc << 6 | v; n += 1; i += 1 }
+            if n == 4 {
+                out += [UInt8(acc >> 16), UInt8(acc >> 8 & 0xFF), UInt8(acc & 0xFF)]
+                continue
+            }
+            // A short quantum must be completed by padding and end the input.
+            guard n >= 2, i < input.count, input[i] == UInt8(ascii: "=") else { return nil }
+            let pads = input[i...].prefix { $0 == UInt8(ascii: "=") }.count
+            guard pads == 4 - n, i + pads == input.count else { return nil }
+            acc <<= UInt32(6 * (4 - n))
+            out.append(UInt8(acc >> 16))
+            if n == 3 { out.append(UInt8(acc >> 8 & 0xFF)) }
+            return out
+        }
+        return out
     }
 
     static func hexVal(_ c: UInt8) -> UInt8? {
@@ -153,78 +190,109 @@ extension Builtins {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    // MARK: JSON
+
+    /// json.marshal: Go's encoding/json also escapes U+2028 and U+2029 (as it does <, > and &).
+    static func goJSON(_ v: Value) -> String {
+        JSON.serialize(v).replacingOccurrences(of: "\u{2028}", with: "\\u2028").replacingOccurrences(of: "\u{2029}", with: "\\u2029")
+    }
+
+    /// OPA's json.marshal_with_options: keys pretty (boolean), indent and prefix (strings, either
+    /// one asking for pretty output unless pretty is false); Go's json.MarshalIndent layout, the
+    /// prefix also before the first line.
+    static func jsonMarshalWithOptions(_ a: [Value]) throws -> Value {
+        var indent = "\t", prefix = "", implicitPretty = false
+        var pretty: Bool?
+        for (k, v) in try argObject(a, 1) {
+            guard case .string(let key) = k else { throw BuiltinError("operand 2 failed to stringify key \(k)") }
+            switch (key, v) {
+            case ("prefix", .string(let s)): prefix = s; implicitPretty = true
+            case ("indent", .string(let s)): indent = s; implicitPretty = true
+            case ("pretty", .bool(let b)): pretty = b
+            case ("prefix", _), ("indent", _): throw BuiltinError("operand 2 key \(key) failed cast to string")
+            case ("pretty", _): throw BuiltinError("operand 2 key pretty failed cast to boolean")
+            default: throw BuiltinError("operand 2 object contained unknown key \(key)")
+            }
+        }
+        let compact = goJSON(a[0])
+        guard pretty ?? implicitPretty else { return .string(compact) }
+        return .string(prefix + goJSONIndent(compact, prefix: prefix, indent: indent))
+    }
+
+    /// Go's json.Indent over compact JSON text: a line per element, empty containers kept as {} / [].
+    static func goJSONIndent(_ compact: String, prefix: String, indent: String) -> String {
+        var out = "", depth = 0, inString = false, escaped = false, pendingOpen = false
+        func newline() { out += "\n" + prefix + String(repeating: indent, count: depth) }
+        for c in compact.unicodeScalars {
+            if inString {
+                out.unicodeScalars.append(c)
+                if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { inString = false }
+                continue
+            }
+            if pendingOpen && c != "}" && c != "]" { pendingOpen = false; depth += 1; newline() }
+            switch c {
+            case "{", "[": pendingOpen = true; out.unicodeScalars.append(c)
+            case "}", "]":
+                if pendingOpen { pendingOpen = false } else { depth -= 1; newline() }
+                out.unicodeScalars.append(c)
+            case ",": out += ","; newline()
+            case ":": out += ": "
+            case "\"": inString = true; out += "\""
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
+    static func jsonUnmarshal(_ text: String) throws -> Value {
+        let v: Value
+        do { v = try JSON.parse(replacingLoneSurrogates(text)) } catch { throw BuiltinError(error.description) }
+        if containsNonFinite(v) { throw BuiltinError("json: a number is beyond the range of a double (Gatehouse has no arbitrary-precision decimals)") }
+        return v
+    }
+
+    static func containsNonFinite(_ v: Value) -> Bool {
+        switch v {
+        case .number(let n): return !n.doubleValue.isFinite && !n.isInteger
+        case .array(let a): return a.contains(where: containsNonFinite)
+        case .object(let o): return o.contains { containsNonFinite($0.key) || containsNonFinite($0.value) }
+        default: return false
+        }
+    }
+
+    /// Go's JSON decoder turns a \u escape of an unpaired UTF-16 surrogate into U+FFFD.
+    static func replacingLoneSurrogates(_ text: String) -> String {
+        guard text.contains("\\u") else { return text }
+        let u = Array(text.utf8)
+        func unit(at i: Int) -> UInt16? {
+            guard i + 5 < u.count + 0, u[i] == UInt8(ascii: "\\"), u[i + 1] == UInt8(ascii: "u") else { return nil }
+            var v: UInt16 = 0
+            for k in 2..<6 { guard let h = hexVal(u[i + k]) else { return nil }; v = v << 4 | UInt16(h) }
+            return v
+        }
+        var out: [UInt8] = [], i = 0, changed = false
+        while i < u.count {
+            guard u[i] == UInt8(ascii: "\\"), i + 1 < u.count else { out.append(u[i]); i += 1; continue }
+            guard let cu = unit(at: i) else { out += u[i...(i + 1)]; i += 2; continue }
+            if (0xD800..<0xDC00).contains(cu), let lo = unit(at: i + 6), (0xDC00..<0xE000).contains(lo) {
+                out += u[i..<(i + 12)]; i += 12
+            } else if (0xD800..<0xE000).contains(cu) {
+                out += Array("\\ufffd".utf8); i += 6; changed = true
+            } else {
+                out += u[i..<(i + 6)]; i += 6
+            }
+        }
+        return changed ? String(decoding: out, as: UTF8.self) : text
+    }
+
     // MARK: YAML
 
+    /// YAML as OPA reads it (YAML 1.1 through go-yaml v2): yaml.unmarshal, yaml.is_valid and data files.
     static func yamlParse(_ s: String) throws -> Value {
-        // Multi-document streams are valid; the first document is the value.
-        var first: Node?
-        do {
-            let parser = try Yams.Parser(yaml: s)
-            while let n = try parser.nextRoot() {
-                if first == nil { first = n }
-            }
-        } catch {
-            throw BuiltinError("yaml: \(error)")
-        }
-        guard let n = first else { return .null }
-        return try yamlToValue(n)
-    }
-
-    static func yamlToValue(_ n: Node) throws -> Value {
-        switch n {
-        case .scalar(let sc):
-            switch Tag.Name(rawValue: n.tag.rawValue) {
-            case .null: return .null
-            case .bool: return .bool(n.bool ?? false)
-            case .int:
-                if let num = Number(parsing: sc.string) { return .number(num) }
-                if let i = n.int { return .int(i) }
-                return .string(sc.string)
-            case .float:
-                if let num = Number(parsing: sc.string) { return .number(num) }
-                if let d = n.float { return .number(Number(d)) }
-                return .string(sc.string)
-            default: return .string(sc.string)
-            }
-        case .mapping(let m):
-            var o: [Value: Value] = [:]
-            for (k, v) in m {
-                let key: Value
-                if case .scalar(let ks) = k { key = .string(ks.string) } else { key = .string(JSON.serialize(try yamlToValue(k))) }
-                if key == .string("<<"), case .object(let merged) = try yamlToValue(v) {
-                    for (mk, mv) in merged where o[mk] == nil { o[mk] = mv }
-                    continue
-                }
-                o[key] = try yamlToValue(v)
-            }
-            return .object(o)
-        case .sequence(let seq):
-            return .array(try seq.map { try yamlToValue($0) })
-        default:
-            throw BuiltinError("yaml: unsupported node")
-        }
-    }
-
-    static func valueToYamlNode(_ v: Value) -> Node {
-        switch v {
-        case .null: return Node("null", Tag(.null))
-        case .bool(let b): return Node(b ? "true" : "false", Tag(.bool))
-        case .number(let n): return Node(n.description, Tag(n.isInteger ? .int : .float))
-        case .string(let s):
-            let resolved = (try? Yams.compose(yaml: s))??.tag.rawValue
-            let plainOK = !s.isEmpty && resolved == Tag.Name.str.rawValue && !s.contains(": ") && !s.contains("\n") && !s.hasPrefix(" ") && !s.hasSuffix(" ")
-            return Node(s, Tag(.str), plainOK ? .plain : .doubleQuoted)
-        case .array(let a): return Node(a.map(valueToYamlNode))
-        case .set(let s): return Node(s.sorted().map(valueToYamlNode))
-        case .object(let o):
-            return Node(o.sorted(by: { $0.key < $1.key }).map { kv in
-                let k: Node = { if case .string(let s) = kv.key { return valueToYamlNode(.string(s)) }; return Node(JSON.serialize(kv.key)) }()
-                return (k, valueToYamlNode(kv.value))
-            })
-        }
+        do { return try GoYAML.unmarshal(s) } catch let e as GoYAML.Failure { throw BuiltinError(e.message) }
     }
 
     static func yamlMarshal(_ v: Value) throws -> String {
-        do { return try Yams.serialize(node: valueToYamlNode(v)) } catch { throw BuiltinError("yaml: \(error)") }
+        do { return try GoYAML.marshal(v) } catch let e as GoYAML.Failure { throw BuiltinError(e.message) }
     }
 }
