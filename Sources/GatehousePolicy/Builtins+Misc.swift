@@ -4,14 +4,10 @@ import Foundation
 extension Builtins {
     static let misc: [Builtin] = [
         Builtin("units.parse_bytes", 1) { a, _ in
-            let s = try argString(a, 0)
-            guard let n = parseUnits(s, bytes: true) else { throw BuiltinError("could not parse byte amount \(JSON.serialize(.string(s)))") }
-            return .number(n)
+            do { return .number(try unitsParseBytes(try argString(a, 0))) } catch let e as UnitsError { throw BuiltinError(e.message) }
         },
         Builtin("units.parse", 1) { a, _ in
-            let s = try argString(a, 0)
-            guard let n = parseUnits(s, bytes: false) else { throw BuiltinError("could not parse amount \(JSON.serialize(.string(s)))") }
-            return .number(n)
+            do { return .number(try unitsParse(try argString(a, 0))) } catch let e as UnitsError { throw BuiltinError(e.message) }
         },
         Builtin("semver.is_valid", 1) { a, _ in
             guard case .string(let s) = a[0] else { return .false }
@@ -24,24 +20,16 @@ extension Builtins {
             return .int(v1.compare(v2))
         },
         Builtin("uuid.rfc4122", 1) { a, ctx in
-            let k = try argString(a, 0)
+            // OPA caches by the argument's hash: any value is a key, not only strings.
+            let k = JSON.serialize(a[0])
             if let u = ctx.uuids[k] { return .string(u) }
             let u = UUID().uuidString.lowercased()
             ctx.uuids[k] = u
             return .string(u)
         },
         Builtin("uuid.parse", 1) { a, _ in
-            let s = try argString(a, 0)
-            guard let u = UUID(uuidString: s) else { return nil }
-            let b = withUnsafeBytes(of: u.uuid) { Array($0) }
-            let version = Int(b[6] >> 4)
-            let variant: String
-            switch b[8] >> 5 {
-            case 0b110: variant = "Microsoft"
-            case 0b111: variant = "Future"
-            default: variant = (b[8] >> 6) == 0b10 ? "RFC4122" : "Reserved"
-            }
-            return ["version": .int(version), "variant": .string(variant)]
+            guard let b = parseGoogleUUID(try argString(a, 0)) else { return nil }
+            return uuidFields(b)
         },
         Builtin("trace", 1) { a, ctx in
             let s = try argString(a, 0)
@@ -85,6 +73,64 @@ extension Builtins {
         },
     ]
 
+    /// github.com/google/uuid's Parse: 36 characters with dashes, a "urn:uuid:" prefix (any case),
+    /// any two characters around them (meant as braces), or 32 hex digits.
+    static func parseGoogleUUID(_ text: String) -> [UInt8]? {
+        var s = Array(text.utf8)[...]
+        switch s.count {
+        case 32:
+            var out: [UInt8] = []
+            for i in stride(from: 0, to: 32, by: 2) {
+                guard let h = hexVal(s[i]), let l = hexVal(s[i + 1]) else { return nil }
+                out.append(h << 4 | l)
+            }
+            return out
+        case 36: break
+        case 45:
+            guard String(decoding: s.prefix(9), as: UTF8.self).lowercased() == "urn:uuid:" else { return nil }
+            s = s.dropFirst(9)
+        case 38: s = s.dropFirst().dropLast()
+        default: return nil
+        }
+        let t = Array(s)
+        guard t[8] == UInt8(ascii: "-"), t[13] == UInt8(ascii: "-"), t[18] == UInt8(ascii: "-"), t[23] == UInt8(ascii: "-") else { return nil }
+        var out: [UInt8] = []
+        for x in [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34] {
+            guard let h = hexVal(t[x]), let l = hexVal(t[x + 1]) else { return nil }
+            out.append(h << 4 | l)
+        }
+        return out
+    }
+
+    /// The fields OPA's uuid.parse reports: version and variant, and for versions 1 and 2 the time
+    /// (Unix nanoseconds), node id, MAC address kind and clock sequence; for 2 the id and domain.
+    static func uuidFields(_ u: [UInt8]) -> Value {
+        let version = Int(u[6] >> 4)
+        let variant: String
+        switch u[8] {
+        case let b where b & 0xC0 == 0x80: variant = "RFC4122"
+        case let b where b & 0xE0 == 0xC0: variant = "Microsoft"
+        case let b where b & 0xE0 == 0xE0: variant = "Future"
+        default: variant = "Reserved"
+        }
+        var out: [Value: Value] = ["version": .int(version), "variant": .string(variant)]
+        guard version == 1 || version == 2 else { return .object(out) }
+        func be(_ r: Range<Int>) -> Int64 { u[r].reduce(Int64(0)) { $0 << 8 | Int64($1) } }
+        let ticks = be(0..<4) | be(4..<6) << 32 | (be(6..<8) & 0xFFF) << 48
+        let since1970 = ticks &- 122_192_928_000_000_000  // 100 ns ticks from 1582-10-15; Go wraps on overflow
+        out["time"] = .number(Number(Int(since1970 / 10_000_000 &* 1_000_000_000 &+ since1970 % 10_000_000 * 100)))
+        out["nodeid"] = .string(u[10..<16].map { hexString([$0]) }.joined(separator: "-"))
+        let mac = u[10]
+        out["macvariables"] = .string(mac & 3 == 3 ? "local:multicast" : (mac & 1 == 1 ? "global:multicast" : (mac & 2 == 2 ? "local:unicast" : "global:unicast")))
+        out["clocksequence"] = .int(Int(be(8..<10) & 0x3FFF))
+        if version == 2 {
+            out["id"] = .number(Number(Int(be(0..<4))))
+            let domain = Int(u[9])
+            out["domain"] = .string(domain < 3 ? ["Person", "Group", "Org"][domain] : "Domain\(domain)")
+        }
+        return .object(out)
+    }
+
     static func graphEdges(_ v: Value) -> [Value] {
         switch v {
         case .array(let x): return x
@@ -105,111 +151,72 @@ extension Builtins {
             if reached.contains(n) { out.insert(.array(path)) } else { reachablePaths(g, n, path, reached, &out) }
         }
     }
-
-    static func parseUnits(_ raw: String, bytes: Bool) -> Number? {
-        var s = raw.trimmingCharacters(in: .whitespaces)
-        if s.hasPrefix("\"") && s.hasSuffix("\"") && s.count >= 2 { s = String(s.dropFirst().dropLast()) }
-        var numPart = ""
-        var idx = s.startIndex
-        while idx < s.endIndex, s[idx].isNumber || s[idx] == "." || (idx == s.startIndex && s[idx] == "-") {
-            numPart.append(s[idx])
-            idx = s.index(after: idx)
-        }
-        let unit = String(s[idx...]).trimmingCharacters(in: .whitespaces)
-        guard !numPart.isEmpty, let n = Number(parsing: numPart) else { return nil }
-        let mult: BigInt
-        if bytes {
-            switch unit.lowercased() {
-            case "", "b": mult = 1
-            case "k", "kb": mult = 1000
-            case "ki", "kib": mult = 1024
-            case "m", "mb": mult = BigInt(1000).power(2)
-            case "mi", "mib": mult = BigInt(1024).power(2)
-            case "g", "gb": mult = BigInt(1000).power(3)
-            case "gi", "gib": mult = BigInt(1024).power(3)
-            case "t", "tb": mult = BigInt(1000).power(4)
-            case "ti", "tib": mult = BigInt(1024).power(4)
-            case "p", "pb": mult = BigInt(1000).power(5)
-            case "pi", "pib": mult = BigInt(1024).power(5)
-            case "e", "eb": mult = BigInt(1000).power(6)
-            case "ei", "eib": mult = BigInt(1024).power(6)
-            default: return nil
-            }
-            let r = n * Number(mult)
-            // Byte amounts are whole numbers.
-            if case .float(let d) = r { return Number(d.rounded(.down)) }
-            return r
-        }
-        switch unit {
-        case "": return n
-        case "m": return Number.divide(n, .int(1000))
-        case "k", "K": mult = 1000
-        case "ki", "Ki": mult = 1024
-        case "M": mult = BigInt(1000).power(2)
-        case "Mi": mult = BigInt(1024).power(2)
-        case "G": mult = BigInt(1000).power(3)
-        case "Gi": mult = BigInt(1024).power(3)
-        case "T": mult = BigInt(1000).power(4)
-        case "Ti": mult = BigInt(1024).power(4)
-        case "P": mult = BigInt(1000).power(5)
-        case "Pi": mult = BigInt(1024).power(5)
-        case "E": mult = BigInt(1000).power(6)
-        case "Ei": mult = BigInt(1024).power(6)
-        default: return nil
-        }
-        return n * Number(mult)
-    }
 }
 
-/// Semantic version 2.0.0.
+/// A semantic version as OPA's internal/semver reads it: a leading "v" dropped, metadata after
+/// the first "+", pre-release after the first "-" (each dot-separated [0-9A-Za-z-]+ identifiers,
+/// or empty), then three dot-separated base-10 int64 numbers (leading zeros and a "+" allowed).
 struct SemVer {
-    let major: BigInt, minor: BigInt, patch: BigInt
-    let pre: [String]
+    let major: Int64, minor: Int64, patch: Int64
+    let pre: String
 
     init?(_ s: String) {
-        var core = s
-        if let plus = core.firstIndex(of: "+") {
-            let build = core[core.index(after: plus)...]
-            if build.isEmpty || build.split(separator: ".", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || !$0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" } }) { return nil }
-            core = String(core[..<plus])
+        var version = s.hasPrefix("v") ? String(s.dropFirst()) : s
+        let metadata: String
+        (version, metadata) = Self.cut(version, "+")
+        guard metadata.isEmpty || Self.isIdentifiers(metadata) else { return nil }
+        (version, pre) = Self.cut(version, "-")
+        guard pre.isEmpty || Self.isIdentifiers(pre) else { return nil }
+        let parts = version.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let a = Self.goParseInt(parts[0]), let b = Self.goParseInt(parts[1]), let c = Self.goParseInt(parts[2]) else { return nil }
+        (major, minor, patch) = (a, b, c)
+    }
+
+    static func cut(_ s: String, _ sep: Character) -> (String, String) {
+        guard let i = s.firstIndex(of: sep) else { return (s, "") }
+        return (String(s[..<i]), String(s[s.index(after: i)...]))
+    }
+
+    /// `^[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*$`
+    static func isIdentifiers(_ s: String) -> Bool {
+        s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { part in
+            !part.isEmpty && part.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == UInt8(ascii: "-")
+            }
         }
-        var preParts: [String] = []
-        if let dash = core.firstIndex(of: "-") {
-            let p = core[core.index(after: dash)...]
-            preParts = p.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-            if p.isEmpty || preParts.contains(where: { $0.isEmpty || !$0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") } }) { return nil }
-            if preParts.contains(where: { $0.allSatisfy(\.isNumber) && $0.count > 1 && $0.hasPrefix("0") }) { return nil }
-            core = String(core[..<dash])
-        }
-        let nums = core.split(separator: ".", omittingEmptySubsequences: false)
-        guard nums.count == 3 else { return nil }
-        var vals: [BigInt] = []
-        for n in nums {
-            guard !n.isEmpty, n.allSatisfy({ $0.isASCII && $0.isNumber }), !(n.count > 1 && n.hasPrefix("0")), let v = BigInt(String(n)) else { return nil }
-            vals.append(v)
-        }
-        major = vals[0]
-        minor = vals[1]
-        patch = vals[2]
-        pre = preParts
+    }
+
+    /// strconv.ParseInt(s, 10, 64): an optional sign, then ASCII digits, in range.
+    static func goParseInt(_ s: Substring) -> Int64? {
+        let digits = s.first == "+" || s.first == "-" ? s.dropFirst() : s
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int64(s.first == "+" ? digits : s)
     }
 
     func compare(_ o: SemVer) -> Int {
         for (a, b) in [(major, o.major), (minor, o.minor), (patch, o.patch)] where a != b { return a < b ? -1 : 1 }
-        if pre.isEmpty && o.pre.isEmpty { return 0 }
+        if pre == o.pre { return 0 }
         if pre.isEmpty { return 1 }
         if o.pre.isEmpty { return -1 }
-        for i in 0..<min(pre.count, o.pre.count) {
-            let a = pre[i], b = o.pre[i]
-            if a == b { continue }
-            let an = BigInt(a), bn = BigInt(b)
-            switch (an, bn) {
-            case (let x?, let y?): return x < y ? -1 : 1
-            case (_?, nil): return -1
-            case (nil, _?): return 1
-            default: return Value.compareStrings(a, b) < 0 ? -1 : 1
+        var (a, afterA) = Self.cut(pre, ".")
+        var (b, afterB) = Self.cut(o.pre, ".")
+        while true {
+            if a.isEmpty && !b.isEmpty { return -1 }
+            if !a.isEmpty && b.isEmpty { return 1 }
+            let aNum = !a.isEmpty && a.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+            let bNum = !b.isEmpty && b.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+            if aNum != bNum { return aNum ? -1 : 1 }
+            if aNum {
+                // strconv.Atoi: out of range values clamp to the int64 maximum.
+                let x = Int64(a) ?? .max, y = Int64(b) ?? .max
+                if x != y { return x < y ? -1 : 1 }
+            } else if a != b {
+                return Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) ? -1 : 1
             }
+            if !afterA.isEmpty && afterB.isEmpty { return 1 }
+            if afterA.isEmpty && !afterB.isEmpty { return -1 }
+            (a, afterA) = Self.cut(afterA, ".")
+            (b, afterB) = Self.cut(afterB, ".")
         }
-        return pre.count == o.pre.count ? 0 : (pre.count < o.pre.count ? -1 : 1)
     }
 }
