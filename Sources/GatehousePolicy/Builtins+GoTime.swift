@@ -117,7 +117,11 @@ extension GoLayout {
             let date = Date(timeIntervalSince1970: TimeInterval(secs))
             f.offset = z.secondsFromGMT(for: date)
             f.zoneName = z.abbreviation(for: date) ?? "UTC"
-            if f.zoneName.hasPrefix("GMT"), f.zoneName != "GMT" { f.zoneName = goZoneName(f.offset) }
+            if let name = TZif.abbreviation(zone: z.identifier, offset: f.offset, dst: z.isDaylightSavingTime(for: date)) {
+                f.zoneName = name
+            } else if f.zoneName.hasPrefix("GMT"), f.zoneName != "GMT" {
+                f.zoneName = goZoneName(f.offset)
+            }
             secs += f.offset
         }
         let dayIndex = Builtins.floorDiv(secs, 86400)

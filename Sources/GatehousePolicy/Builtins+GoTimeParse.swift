@@ -114,7 +114,9 @@ extension GoLayout {
                 r.nanos = try fractionValue(&r)
             }
         case .pm, .lowerPM:
-            let s = r.take(2)
+            // Go: "PM" in the layout takes PM/AM, "pm" takes pm/am; no other case.
+            var s = r.take(2)
+            if case .lowerPM = ch { s = s == "pm" ? "PM" : (s == "am" ? "AM" : "") } else if s != "PM" && s != "AM" { s = "" }
             switch s {
             case "PM": r.pm = true
             case "AM": r.am = true

@@ -197,7 +197,7 @@ extension Builtins {
             return v
         }
         guard c.count >= 20, let y = num(0, 4), c[4] == UInt8(ascii: "-"), let mo = num(5, 2), c[7] == UInt8(ascii: "-"),
-            let d = num(8, 2), c[10] == UInt8(ascii: "T") || c[10] == UInt8(ascii: "t"), let h = num(11, 2),
+            let d = num(8, 2), c[10] == UInt8(ascii: "T"), let h = num(11, 2),
             c[13] == UInt8(ascii: ":"), let mi = num(14, 2), c[16] == UInt8(ascii: ":"), let se = num(17, 2)
         else { return nil }
         guard mo >= 1, mo <= 12, d >= 1, d <= daysIn(y, mo), h < 24, mi < 60, se < 60 else { return nil }
@@ -216,7 +216,7 @@ extension Builtins {
         }
         guard i < c.count else { return nil }
         var offset = 0
-        if c[i] == UInt8(ascii: "Z") || c[i] == UInt8(ascii: "z") {
+        if c[i] == UInt8(ascii: "Z") {
             i += 1
         } else if c[i] == UInt8(ascii: "+") || c[i] == UInt8(ascii: "-") {
             let sign = c[i] == UInt8(ascii: "-") ? -1 : 1
@@ -231,36 +231,62 @@ extension Builtins {
         return (secs, frac)
     }
 
-    static func parseDuration(_ s: String) -> Int? {
-        var c = Array(s.unicodeScalars)
-        var sign = 1
-        if let f = c.first, f == "-" || f == "+" {
-            if f == "-" { sign = -1 }
-            c.removeFirst()
-        }
-        if c == ["0"] { return 0 }
-        if c.isEmpty { return nil }
-        var total = 0.0
-        var i = 0
-        while i < c.count {
-            var numStr = ""
-            while i < c.count, c[i] == "." || (c[i] >= "0" && c[i] <= "9") { numStr.unicodeScalars.append(c[i]); i += 1 }
-            guard let n = Double(numStr) else { return nil }
-            var unit = ""
-            while i < c.count, !(c[i] == "." || (c[i] >= "0" && c[i] <= "9")) { unit.unicodeScalars.append(c[i]); i += 1 }
-            let mult: Double
-            switch unit {
-            case "ns": mult = 1
-            case "us", "µs", "μs": mult = 1e3
-            case "ms": mult = 1e6
-            case "s": mult = 1e9
-            case "m": mult = 60e9
-            case "h": mult = 3600e9
-            default: return nil
+    /// Go's time.ParseDuration (integer nanoseconds, fractions scaled as Go does, overflow refused)
+    /// with OPA's extra units d (24h), w (7d) and y (365d).
+    static func parseDuration(_ text: String) -> Int? {
+        let units: [String: UInt64] = [
+            "ns": 1, "us": 1_000, "\u{00B5}s": 1_000, "\u{03BC}s": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+            "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000, "w": 604_800_000_000_000,
+            "y": 31_536_000_000_000_000,
+        ]
+        let limit: UInt64 = 1 << 63
+        var s = Array(text.utf8)[...]
+        var neg = false
+        if let c = s.first, c == UInt8(ascii: "-") || c == UInt8(ascii: "+") { neg = c == UInt8(ascii: "-"); s = s.dropFirst() }
+        if s.elementsEqual([UInt8(ascii: "0")]) { return 0 }
+        if s.isEmpty { return nil }
+        func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+        var total: UInt64 = 0
+        while let first = s.first {
+            guard first == UInt8(ascii: ".") || isDigit(first) else { return nil }
+            var v: UInt64 = 0
+            let before = s.count
+            while let c = s.first, isDigit(c) {
+                guard v <= limit / 10 else { return nil }
+                v = v * 10 + UInt64(c - 0x30)
+                guard v <= limit else { return nil }
+                s = s.dropFirst()
             }
-            total += n * mult
+            let pre = s.count != before
+            var f: UInt64 = 0, scale = 1.0, post = false
+            if s.first == UInt8(ascii: ".") {
+                s = s.dropFirst()
+                let start = s.count
+                var overflow = false
+                while let c = s.first, isDigit(c) {
+                    s = s.dropFirst()
+                    if overflow { continue }
+                    if f > (limit - 1) / 10 { overflow = true; continue }
+                    let y = f * 10 + UInt64(c - 0x30)
+                    if y > limit { overflow = true; continue }
+                    f = y
+                    scale *= 10
+                }
+                post = s.count != start
+            }
+            guard pre || post else { return nil }
+            let unitText = s.prefix { !($0 == UInt8(ascii: ".") || isDigit($0)) }
+            s = s.dropFirst(unitText.count)
+            guard let unit = units[String(decoding: unitText, as: UTF8.self)], v <= limit / unit else { return nil }
+            v *= unit
+            if f > 0 {
+                v += UInt64(Double(f) * (Double(unit) / scale))
+                guard v <= limit else { return nil }
+            }
+            total += v
+            guard total <= limit else { return nil }
         }
-        guard total < 9.223372036854775e18 else { return nil }
-        return sign * Int(total)
+        if neg { return total == limit ? Int.min : -Int(total) }
+        return total < limit ? Int(total) : nil
     }
 }
