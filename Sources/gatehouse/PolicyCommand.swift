@@ -7,7 +7,7 @@ struct PolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Test, evaluate and check Rego policies.",
-        subcommands: [Test.self, Eval.self, Check.self])
+        subcommands: [Test.self, Eval.self, Check.self, BuiltinList.self])
 
     struct VersionOption: ParsableArguments {
         @Flag(name: .customLong("v0-compatible"), help: "Parse modules as Rego v0 (OPA 0.x syntax).")
@@ -172,6 +172,17 @@ struct PolicyCommand: AsyncParsableCommand {
             case .failed(let code, let message):
                 return .object([.string("error"): .object([.string("code"): .string(code), .string("message"): .string(message)])])
             }
+        }
+    }
+
+    struct BuiltinList: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "builtins", abstract: "List the builtin functions this engine implements.")
+        @Flag(help: "Print the index docs/policy.md carries (with OPA's builtins that are missing).")
+        var markdown = false
+
+        func run() async throws {
+            print(markdown ? PolicyBuiltins.markdownIndex : PolicyBuiltins.names.joined(separator: "\n"), terminator: markdown ? "" : "\n")
         }
     }
 
