@@ -5,9 +5,16 @@ struct CIDR {
     let prefix: Int
 
     func contains(_ other: CIDR) -> Bool {
-        guard other.bytes.count == bytes.count, other.prefix >= prefix else { return false }
-        return CIDR.samePrefix(bytes, other.bytes, prefix)
+        // Go's IPNet.Contains sees IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) as IPv4, networks too.
+        let (net, addr) = (asGoNetwork, other.asGoNetwork)
+        guard addr.bytes.count == net.bytes.count, addr.prefix >= net.prefix else { return false }
+        return CIDR.samePrefix(net.bytes, addr.bytes, net.prefix)
     }
+
+    var isV4Mapped: Bool { bytes.count == 16 && bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF }
+
+    /// An IPv4-mapped address or network as Go's networkNumberAndMask sees it: IPv4 (the mask's last 32 bits).
+    var asGoNetwork: CIDR { isV4Mapped ? CIDR(bytes: Array(bytes[12...]), prefix: max(0, prefix - 96)) : self }
 
     func intersects(_ other: CIDR) -> Bool {
         guard other.bytes.count == bytes.count else { return false }
@@ -34,7 +41,7 @@ struct CIDR {
             guard allowIP else { return nil }
             return CIDR(bytes: addr, prefix: addr.count * 8)
         }
-        guard let p = Int(parts[1]), p >= 0, p <= addr.count * 8 else { return nil }
+        guard !parts[1].isEmpty, parts[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let p = Int(parts[1].prefix(4)), p <= addr.count * 8 else { return nil }
         return CIDR(bytes: addr, prefix: p)
     }
 
@@ -48,7 +55,8 @@ struct CIDR {
         guard octets.count == 4 else { return nil }
         var out: [UInt8] = []
         for o in octets {
-            guard !o.isEmpty, o.count <= 3, let v = UInt8(o) else { return nil }
+            // Go refuses leading zeros (ambiguous octal) and signs.
+            guard !o.isEmpty, o.count <= 3, o.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), o.count == 1 || o.first != "0", let v = UInt8(o) else { return nil }
             out.append(v)
         }
         return out

@@ -24,7 +24,12 @@ extension Builtins {
         Builtin("net.cidr_merge", 1) { a, _ in
             var v4: [CIDR] = [], v6: [CIDR] = []
             for s in try argStringElements(a, 0, "any of {array, set} of strings") {
-                guard let c = CIDR.parse(s, allowIP: true) else { throw BuiltinError("\(s) is not a valid IP address or CIDR") }
+                guard var c = CIDR.parse(s, allowIP: true) else { throw BuiltinError("\(s) is not a valid IP address or CIDR") }
+                if !s.contains("/") {
+                    // OPA: a bare IPv4 address stands for its classful network (Go's DefaultMask); IPv6 needs a prefix.
+                    guard let v4 = c.asGoNetwork.bytes.count == 4 ? c.asGoNetwork : nil else { throw BuiltinError("IPv6 invalid: needs prefix length") }
+                    c = CIDR(bytes: v4.bytes, prefix: v4.bytes[0] < 0x80 ? 8 : (v4.bytes[0] < 0xC0 ? 16 : (v4.bytes[0] < 0xE0 ? 24 : 32)))
+                }
                 let masked = c.masked()
                 if masked.bytes.count == 4 { v4.append(masked) } else { v6.append(masked) }
             }
@@ -111,6 +116,7 @@ extension CIDR {
     /// Dotted quad for 4 bytes, RFC 5952 text for 16 (as Go's net.IP.String).
     static func format(_ b: [UInt8]) -> String {
         if b.count == 4 { return b.map(String.init).joined(separator: ".") }
+        if CIDR(bytes: b, prefix: 128).isV4Mapped { return b[12...].map(String.init).joined(separator: ".") }
         var addr = in6_addr()
         withUnsafeMutableBytes(of: &addr) { raw in for i in 0..<16 { raw[i] = b[i] } }
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
