@@ -23,6 +23,8 @@ import os
 import re
 import subprocess
 import tempfile
+import types
+from decimal import Decimal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
@@ -105,9 +107,43 @@ def opa_version() -> str:
     return f"OPA v1.20 via opa-golib-python-bindings {version('opa-golib-python-bindings')}"
 
 
+def loads(text: str) -> Any:
+    """JSON with non-integer numbers kept exact (Decimal): 1e400 stays 1e400, not inf."""
+    return json.loads(text, parse_float=Decimal)
+
+
+_NUMBER = "\ue000number:"
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """json.dumps that writes Decimals as the exact number text they came from."""
+
+    def mark(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return _NUMBER + str(v)
+        if isinstance(v, list):
+            return [mark(x) for x in v]
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        return v
+
+    text = json.dumps(mark(value), ensure_ascii=False, **kwargs)
+    return re.sub('"' + _NUMBER + '([^"]*)"', r"\1", text)
+
+
+def _exact_numbers_in_opa() -> None:
+    """The bindings parse OPA's JSON answers with json.loads; keep their numbers exact."""
+    import opa_bindings.engine as engine
+
+    if not isinstance(engine.json, types.SimpleNamespace):
+        engine.json = types.SimpleNamespace(loads=loads, dumps=json.dumps)
+
+
 def opa_outcome(case: dict[str, Any]) -> dict[str, Any]:
     """Evaluates a case in OPA (a fresh engine per case)."""
     from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
+
+    _exact_numbers_in_opa()
 
     query = case["query"]
     if not query.startswith("data."):
@@ -154,7 +190,7 @@ def gatehouse_outcome(case: dict[str, Any], binary: Path | None = None, timeout:
         except subprocess.TimeoutExpired:
             return {"error": "timeout"}
     try:
-        out = json.loads(proc.stdout)
+        out = loads(proc.stdout)
     except json.JSONDecodeError:
         return {"error": f"crash:{proc.returncode}:{proc.stderr.strip()[-200:]}"}
     if "error" in out:
@@ -175,10 +211,13 @@ def same_value(a: Any, b: Any) -> bool:
     """JSON equality with Rego's number semantics (1 == 1.0) and booleans kept apart from numbers."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-            return True
-        return a == b
+    if isinstance(a, (int, float, Decimal)) and isinstance(b, (int, float, Decimal)):
+        # As doubles where both fit (OPA and Gatehouse may print a double with different digits),
+        # exactly where one does not (1e400).
+        fa, fb = float(a), float(b)
+        if math.isinf(fa) or math.isinf(fb):
+            return Decimal(a) == Decimal(b)
+        return fa == fb
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
@@ -194,7 +233,7 @@ def same_outcome(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def describe(outcome: dict[str, Any]) -> str:
     if "value" in outcome:
-        text = json.dumps(outcome["value"], sort_keys=True)
+        text = dumps(outcome["value"], sort_keys=True)
         return text if len(text) <= 300 else text[:300] + "…"
     if "undefined" in outcome:
         return "undefined"
@@ -202,4 +241,4 @@ def describe(outcome: dict[str, Any]) -> str:
 
 
 def load_recorded(path: Path = RECORDED) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {"cases": []}
+    return loads(path.read_text()) if path.exists() else {"cases": []}
