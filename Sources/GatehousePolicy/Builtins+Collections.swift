@@ -236,7 +236,7 @@ extension Builtins {
             let path = pointer(pathStr)
             switch kind {
             case "add": guard let v = o["value"] else { throw BuiltinError("missing value") }
-                guard let r = patchAdd(d, path[...], v) else { return .null }
+                guard let r = patchAdd(d, path[...], v) else { throw BuiltinError("path not found") }
                 d = r
             case "remove":
                 guard lookupPath(d, path) != nil else { throw BuiltinError("path not found") }
@@ -296,7 +296,8 @@ extension Builtins {
             arr[idx] = r
             return .array(arr)
         case .set(var s):
-            if path.count == 1 { s.insert(newValue); return .set(s) }
+            // OPA: a set member is added under its own key only ("/tags/x" with value "x").
+            if path.count == 1, first == newValue { s.insert(newValue); return .set(s) }
             return nil
         default:
             return nil

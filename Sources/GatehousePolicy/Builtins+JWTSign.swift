@@ -13,6 +13,7 @@ extension Builtins {
             let header = try argString(a, 0), payload = try argString(a, 1), key = try argString(a, 2)
             guard let h = try? JSON.parse(header), case .object = h else { throw BuiltinError("invalid JWT header: not a JSON object") }
             guard let k = try? JSON.parse(key), case .object = k else { throw BuiltinError("invalid JWK: not a JSON object") }
+            guard (try? JSON.parse(payload)) != nil else { throw BuiltinError("invalid JWT payload: not JSON") }
             return .string(try JWT.sign(header: header, payload: payload, alg: h["alg"], key: k))
         },
     ]

@@ -216,7 +216,8 @@ extension Builtins {
             case "q":
                 if case .string(let s) = arg { var o = ""; JSON.writeString(s, into: &o); piece = o } else { piece = arg.description }
             case "t":
-                if case .bool(let b) = arg { piece = b ? "true" : "false" } else if case .string(let s) = arg { piece = "%!t(string=\(s))" } else { piece = "%!t(\(goTypeName(arg))=\(arg.description))" }
+                // OPA passes booleans to Go's Sprintf as strings, so %t never applies.
+                piece = "%!t(\(goTypeName(arg))=\(arg.stringValue ?? arg.description))"
             case "T":
                 piece = goTypeName(arg)
             default:
@@ -240,9 +241,8 @@ extension Builtins {
         case .number(let n):
             if case .float = n { return "float64" }
             return n.intValue != nil ? "int64" : "*big.Int"
-        case .bool: return "bool"
-        case .null: return "<nil>"
-        default: return "ast." + v.typeName.capitalized
+        // OPA hands every other value to Go's Sprintf as its Rego text, a string.
+        default: return "string"
         }
     }
 
