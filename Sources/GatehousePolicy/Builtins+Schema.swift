@@ -16,12 +16,15 @@ struct JSONSchema {
         if case .string(let text) = v {
             guard let parsed = try? JSON.parse(text) else { throw Failure(message: "jsonschema: invalid JSON string") }
             s = parsed
-        } else if case .object = v {} else if case .bool = v {
+        } else if case .object = v {} else {
+            // Literal arguments of other types are refused by the type check; at run time OPA
+            // reports the wrong type as a schema error.
             throw Failure(message: "jsonschema: wrong type, expected string or object")
-        } else {
-            throw typeError(position, "any of {object, string}", v)
         }
-        guard case .object = s else { throw Failure(message: "jsonschema: schema is invalid") }
+        switch s {
+        case .object, .bool: break  // a JSON text may hold a boolean schema
+        default: throw Failure(message: "jsonschema: schema is invalid")
+        }
         try check(s)
         return JSONSchema(root: s)
     }
@@ -254,7 +257,7 @@ extension Builtins {
             case .string(let text):
                 guard let parsed = try? JSON.parse(text) else { throw BuiltinError("document: invalid JSON string") }
                 doc = parsed
-            case .object: break
+            case .object, .array, .set: break  // OPA also takes an array (from input, say) as it is
             default: throw typeError(1, "any of {object, string}", doc)
             }
             let schema: JSONSchema
