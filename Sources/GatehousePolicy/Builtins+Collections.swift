@@ -23,7 +23,7 @@ extension Builtins {
             var total = Number.int(1)
             for e in try argArrayOrSet(a, 0) {
                 guard case .number(let n) = e else { throw typeError(1, "any of {array, set} of numbers", a[0]) }
-                total = total * n
+                total = total.isIntegral && n.isIntegral ? total * n : Number.productStep(total, n)
             }
             return .number(total)
         },

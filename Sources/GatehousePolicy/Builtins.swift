@@ -218,6 +218,9 @@ extension Builtins {
                 guard !t.isEmpty, let n = Number(parsing: t), !t.hasPrefix("+"), t.lowercased() != "nan", !t.lowercased().contains("inf") else {
                     throw BuiltinError("strconv.ParseFloat: parsing \(JSON.serialize(.string(s))): invalid syntax")
                 }
+                if case .float(let d) = n, !d.isFinite {
+                    throw BuiltinError("strconv.ParseFloat: parsing \(JSON.serialize(.string(s))): value out of range")
+                }
                 return .number(n)
             default: throw typeError(1, "any of {boolean, null, number, string}", a[0])
             }

@@ -38,6 +38,10 @@ public enum JSON {
         switch v {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
+        case .number(.float(let d)) where !d.isFinite:
+            // A double overflowed (a literal beyond 1e308 and 400 digits, or arithmetic on one):
+            // still valid JSON, read back as the same infinity; NaN has no JSON form.
+            out += d.isNaN ? "null" : (d < 0 ? "-1e999" : "1e999")
         case .number(let n): out += n.description
         case .string(let s): writeString(s, into: &out)
         case .array(let a):

@@ -45,7 +45,7 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
         }
         // Integral values written with an exponent or fraction (e.g. 1e3, 2.0) stay exact when possible.
         if let d = Double(text) {
-            if d.isFinite, d == d.rounded(), abs(d) >= 9.0e15, let b = Number.exactBigInt(text) {
+            if !d.isFinite || (d == d.rounded() && abs(d) >= 9.0e15), let b = Number.exactBigInt(text) {
                 self = Number(b)
             } else {
                 self = Number(d)
@@ -174,7 +174,7 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
             if !o { return .int(r) }
         }
         if a.isIntegral, b.isIntegral, let x = a.bigValue, let y = b.bigValue { return Number(x + y) }
-        return Number(a.doubleValue + b.doubleValue)
+        return Number.extended(a, b, { $0 + $1 })
     }
 
     public static func - (a: Number, b: Number) -> Number {
@@ -183,7 +183,7 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
             if !o { return .int(r) }
         }
         if a.isIntegral, b.isIntegral, let x = a.bigValue, let y = b.bigValue { return Number(x - y) }
-        return Number(a.doubleValue - b.doubleValue)
+        return Number.extended(a, b, { $0 - $1 })
     }
 
     public static func * (a: Number, b: Number) -> Number {
@@ -192,7 +192,7 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
             if !o { return .int(r) }
         }
         if a.isIntegral, b.isIntegral, let x = a.bigValue, let y = b.bigValue { return Number(x * y) }
-        return Number(a.doubleValue * b.doubleValue)
+        return Number.extended(a, b, { $0 * $1 })
     }
 
     /// Division; nil on division by zero.
@@ -202,8 +202,46 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
             let (q, r) = x.quotientAndRemainder(dividingBy: y)
             if r.isZero { return Number(q) }
         }
-        return Number(a.doubleValue / b.doubleValue)
+        return Number.extended(a, b, { $0 / $1 })
     }
+
+    #if arch(x86_64) || arch(i386)
+    /// Non-integer arithmetic as OPA does it: OPA reads each number's decimal text into a Go
+    /// big.Float of 64-bit precision, computes, and writes the shortest decimal text at that
+    /// precision; Float80 has the same 64-bit significand and rounding, so `0.1 + 0.2` is 0.3
+    /// here too (with doubles it is 0.30000000000000004). The result is stored as the double
+    /// nearest that text. A double's operand text is its shortest round-trip form, which is the
+    /// literal a policy or input wrote in all but contrived cases.
+    static func extended(_ a: Number, _ b: Number, _ op: (Float80, Float80) -> Float80) -> Number {
+        let r = op(a.float80Value, b.float80Value)
+        // Through the text, as OPA: a huge integral result (1e308 * 10) stays an exact integer.
+        return Number(parsing: r.description) ?? Number(Double(r))
+    }
+
+    /// One step of OPA's `product`: its accumulator is a big.Float of 53-bit precision (a
+    /// double) multiplied by each element read at 64-bit precision, so `product([0.1, 3])` is
+    /// 0.30000000000000004 where `0.1 * 3` is 0.3.
+    static func productStep(_ total: Number, _ n: Number) -> Number {
+        Number(Double(Float80(total.doubleValue) * n.float80Value))
+    }
+
+    var float80Value: Float80 {
+        switch self {
+        case .int(let i): return Float80(i)
+        case .big(let b): return Float80(String(b)) ?? Float80(doubleValue)
+        case .float(let d): return Float80(d.description) ?? Float80(d)
+        }
+    }
+    #else
+    /// Without an 80-bit float type, non-integer arithmetic is done in doubles.
+    static func extended(_ a: Number, _ b: Number, _ op: (Double, Double) -> Double) -> Number {
+        Number(op(a.doubleValue, b.doubleValue))
+    }
+
+    static func productStep(_ total: Number, _ n: Number) -> Number {
+        Number(total.doubleValue * n.doubleValue)
+    }
+    #endif
 
     /// Remainder on integers; nil on zero divisor or non-integers.
     public static func remainder(_ a: Number, _ b: Number) -> Number? {

@@ -214,7 +214,12 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float, Decimal)) and isinstance(b, (int, float, Decimal)):
         # As doubles where both fit (OPA and Gatehouse may print a double with different digits),
         # exactly where one does not (1e400).
-        fa, fb = float(a), float(b)
+        if isinstance(a, int) and isinstance(b, int):
+            return a == b
+        try:
+            fa, fb = float(a), float(b)
+        except OverflowError:
+            return Decimal(a) == Decimal(b)
         if math.isinf(fa) or math.isinf(fb):
             return Decimal(a) == Decimal(b)
         return fa == fb
