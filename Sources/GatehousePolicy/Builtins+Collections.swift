@@ -230,10 +230,9 @@ extension Builtins {
     static func jsonPatch(_ doc: Value, _ ops: [Value]) throws -> Value {
         var d = doc
         for op in ops {
-            guard case .object(let o) = op, case .string(let kind)? = o["op"], case .string(let pathStr)? = o["path"] else {
+            guard case .object(let o) = op, case .string(let kind)? = o["op"], let path = patchPath(o["path"]) else {
                 throw BuiltinError("invalid patch operation")
             }
-            let path = pointer(pathStr)
             switch kind {
             case "add": guard let v = o["value"] else { throw BuiltinError("missing value") }
                 guard let r = patchAdd(d, path[...], v) else { throw BuiltinError("path not found") }
@@ -247,8 +246,8 @@ extension Builtins {
                 guard let r = patchAdd(d, path[...], v) else { throw BuiltinError("path not found") }
                 d = r
             case "copy", "move":
-                guard case .string(let from)? = o["from"], let v = lookupPath(d, pointer(from)) else { throw BuiltinError("path not found") }
-                if kind == "move" { d = removePath(d, pointer(from)[...]) }
+                guard let from = patchPath(o["from"]), let v = lookupPath(d, from) else { throw BuiltinError("path not found") }
+                if kind == "move" { d = removePath(d, from[...]) }
                 guard let r = patchAdd(d, path[...], v) else { throw BuiltinError("path not found") }
                 d = r
             case "test":
@@ -257,6 +256,25 @@ extension Builtins {
             }
         }
         return d
+    }
+
+    /// A patch operation's `path` or `from`: a JSON pointer (`/a/0`) or, as OPA also takes, an
+    /// array of keys and indices (`["a", 0]`, what `walk` yields).
+    static func patchPath(_ v: Value?) -> [Value]? {
+        switch v {
+        case .string(let s)?: return pointer(s)
+        case .array(let parts)?:
+            var out: [Value] = []
+            for p in parts {
+                switch p {
+                case .string: out.append(p)
+                case .number(let n) where n.isInteger: out.append(.string(n.description))
+                default: return nil
+                }
+            }
+            return out
+        default: return nil
+        }
     }
 
     static func pointer(_ s: String) -> [Value] {

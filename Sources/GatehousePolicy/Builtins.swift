@@ -1,3 +1,4 @@
+import BigInt
 import Foundation
 
 /// The builtin function table. See docs/policy.md for the list.
@@ -52,6 +53,14 @@ func argInt(_ a: [Value], _ i: Int) throws -> Int {
     let n = try argNumber(a, i)
     guard let v = n.intValue, n.isInteger else { throw BuiltinError("operand \(i + 1) must be integer number but got floating-point number", type: true) }
     return v
+}
+
+func argBigInt(_ a: [Value], _ i: Int) throws -> BigInt {
+    let n = try argNumber(a, i)
+    guard n.isInteger, let b = n.bigValue else {
+        throw BuiltinError("operand \(i + 1) must be integer number but got floating-point number", type: true)
+    }
+    return b
 }
 
 func argArray(_ a: [Value], _ i: Int) throws -> [Value] {
@@ -164,10 +173,11 @@ extension Builtins {
             if o || diff == Int.min || abs(diff) / s > 10_000_000 { throw BuiltinError("range too large") }
             return .array(x <= y ? stride(from: x, through: y, by: s).map { .int($0) } : stride(from: x, through: y, by: -s).map { .int($0) })
         },
-        Builtin("bits.and", 2) { a, _ in .int(try argInt(a, 0) & argInt(a, 1)) },
-        Builtin("bits.or", 2) { a, _ in .int(try argInt(a, 0) | argInt(a, 1)) },
-        Builtin("bits.xor", 2) { a, _ in .int(try argInt(a, 0) ^ argInt(a, 1)) },
-        Builtin("bits.negate", 1) { a, _ in .int(~(try argInt(a, 0))) },
+        // On integers of any size, as OPA (big.Int).
+        Builtin("bits.and", 2) { a, _ in .number(Number(try argBigInt(a, 0) & argBigInt(a, 1))) },
+        Builtin("bits.or", 2) { a, _ in .number(Number(try argBigInt(a, 0) | argBigInt(a, 1))) },
+        Builtin("bits.xor", 2) { a, _ in .number(Number(try argBigInt(a, 0) ^ argBigInt(a, 1))) },
+        Builtin("bits.negate", 1) { a, _ in .number(Number(~(try argBigInt(a, 0)))) },
         Builtin("bits.lsh", 2) { a, _ in
             let x = try argNumber(a, 0), s = try argInt(a, 1)
             guard s >= 0 else { throw BuiltinError("operand 2 must be an unsigned integer number but got a negative integer") }

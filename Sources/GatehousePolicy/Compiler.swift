@@ -652,10 +652,18 @@ final class RuleContext {
                 let out = compileTerm(args.last!, scope)
                 kind = .unify(.call(callee, cargs, t.loc), out)
             } else {
-                kind = .term(compileTerm(t, scope))
+                let term = compileTerm(t, scope)
+                if case .call(.builtin(let b), let args, _) = term, b.name == "equal", args.count == 2,
+                    let message = TypeCheck.comparisonError(args[0], args[1], slotTypes: slotTypes)
+                {
+                    error(.type, message, t.loc)
+                }
+                kind = .term(term)
             }
         case .unify(let a, let b):
-            kind = .unify(compileTerm(a, scope), compileTerm(b, scope))
+            let l = compileTerm(a, scope), r = compileTerm(b, scope)
+            if let message = TypeCheck.comparisonError(l, r, slotTypes: slotTypes, sameLength: false) { error(.type, message, a.loc) }
+            kind = .unify(l, r)
         case .assign(let a, let b):
             let lhs = compileTerm(a, scope)
             if case .scalar = a.node { error(.compile, "cannot assign to \(a.node)", a.loc) }

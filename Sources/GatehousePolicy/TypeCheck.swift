@@ -87,6 +87,28 @@ enum TypeCheck {
         }
     }
 
+    /// `1 == [1]` or `{} = "a"` as a statement of a body: OPA rewrites such comparisons into
+    /// unification, and unifying terms of known, different types (or, for `==`, array literals of
+    /// different lengths) is a type error. A comparison used as a value (`p := 1 == "a"`) is not.
+    static func comparisonError(_ a: CTerm, _ b: CTerm, slotTypes: [Int: RegoTypes], sameLength: Bool = true) -> String? {
+        let ta = knownType(a, slotTypes), tb = knownType(b, slotTypes)
+        if ta != .any, tb != .any, ta.isDisjoint(with: tb) {
+            return "match error: \(ta.description) and \(tb.description) cannot be equal"
+        }
+        if sameLength, let la = arrayLength(a), let lb = arrayLength(b), la != lb {
+            return "match error: arrays of \(la) and \(lb) elements cannot be equal"
+        }
+        return nil
+    }
+
+    static func arrayLength(_ t: CTerm) -> Int? {
+        switch t {
+        case .array(let a): return a.count
+        case .const(.array(let a)): return a.count
+        default: return nil
+        }
+    }
+
     /// `some x in 5`: iterating over a term known not to be a collection is a type error in OPA.
     static func iterationError(over collection: CTerm, slotTypes: [Int: RegoTypes]) -> String? {
         let have = knownType(collection, slotTypes)

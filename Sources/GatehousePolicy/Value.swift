@@ -198,10 +198,15 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Division; nil on division by zero.
     public static func divide(_ a: Number, _ b: Number) -> Number? {
         if b.isZero { return nil }
+        if case .int(let x) = a, case .int(let y) = b, y != -1, x % y == 0 { return .int(x / y) }
+        #if !(arch(x86_64) || arch(i386))
         if a.isIntegral, b.isIntegral, let x = a.bigValue, let y = b.bigValue {
             let (q, r) = x.quotientAndRemainder(dividingBy: y)
             if r.isZero { return Number(q) }
         }
+        #endif
+        // OPA divides in 64-bit-precision floats even for integers: a quotient of more than 20
+        // digits is rounded (12345678901234567890123456789 / 3 is 4115226300411522630100000000).
         return Number.extended(a, b, { $0 / $1 })
     }
 
