@@ -62,4 +62,22 @@ extension Compiler {
             error(.type, "rule \(rs.dottedPath) conflicts with rules below it", rs.rules.first?.loc ?? rs.defaultRule?.loc)
         }
     }
+
+    /// OPA's compiler stops at the first stage that reports errors: local variable rewriting
+    /// (compile errors) before rule conflicts and undefined functions (type errors), before safety
+    /// (unsafe variables), recursion and type checking. The first error reported is of the earliest stage.
+    func orderErrorsByStage() {
+        func stage(_ e: PolicyError) -> Int {
+            switch e.code {
+            case .type where e.message.hasPrefix("multiple default rules") || e.message.hasPrefix("conflicting rules")
+                || e.message.hasSuffix("conflicts with rules below it"): return 1
+            case .type where e.message.hasPrefix("undefined function"): return 2
+            case .unsafeVar: return 3
+            case .recursion: return 4
+            case .type: return 5
+            default: return 0
+            }
+        }
+        errors = errors.enumerated().sorted { (stage($0.element), $0.offset) < (stage($1.element), $1.offset) }.map(\.element)
+    }
 }

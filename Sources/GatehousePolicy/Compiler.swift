@@ -1,6 +1,8 @@
 /// Turns parsed modules into the resolved, safety-ordered IR and checks for errors.
 final class Compiler {
     var errors: [PolicyError] = []
+    /// Registration errors OPA finds in a later stage than local variable rewriting (reported by compileAll).
+    var deferredErrors: [PolicyError] = []
     let root: RuleNode
     var ruleSets: [RuleSet] = []
     var modules: [Module] = []
@@ -80,7 +82,7 @@ final class Compiler {
             let cr = CRule(decl: decl, module: mod)
             if decl.isDefault {
                 if rs.defaultRule != nil {
-                    error(.type, "multiple default rules data.\(path.joined(separator: ".")) found", decl.loc)
+                    deferredErrors.append(PolicyError(.type, "multiple default rules data.\(path.joined(separator: ".")) found", at: decl.loc))
                 }
                 rs.defaultRule = cr
             } else {
@@ -92,6 +94,7 @@ final class Compiler {
     // MARK: compilation of all rules
 
     func compileAll() {
+        for e in deferredErrors { error(e.code, e.message, e.location) }
         checkRulePrefixes()
         for rs in ruleSets {
             for r in rs.rules { compileRule(r, rs) }
@@ -106,6 +109,7 @@ final class Compiler {
             }
         }
         checkRecursion()
+        orderErrorsByStage()
     }
 
     func compileRule(_ r: CRule, _ rs: RuleSet) {
@@ -626,8 +630,18 @@ final class RuleContext {
         for lit in lits {
             var d: [String] = []
             collectDeclared(lit, into: &d)
-            checkRedeclared(lit, d, seen, scope)
-            for n in d where scope.names[n] == nil { declare(n, in: scope) }
+            var seenHere = seen
+            if case .assign(_, let rhs) = lit.kind {
+                // `x := x[_]`: the right side is read before `x` is declared (OPA: "var x referenced above").
+                var names: [String] = []
+                collectVarNames(rhs, into: &names)
+                seenHere.formUnion(names.filter { $0 != "_" && scope.lookup($0) == nil })
+            }
+            checkRedeclared(lit, d, seenHere, scope)
+            // `:=` declares its names after its right side is compiled (which may read an outer `x` in `x := x`).
+            if case .assign = lit.kind {} else {
+                for n in d where scope.names[n] == nil { declare(n, in: scope) }
+            }
             out.append(compileLiteral(lit, scope))
             var used: [String] = []
             collectLiteralVars(lit, into: &used)
@@ -665,13 +679,16 @@ final class RuleContext {
             if let message = TypeCheck.comparisonError(l, r, slotTypes: slotTypes, sameLength: false) { error(.type, message, a.loc) }
             kind = .unify(l, r)
         case .assign(let a, let b):
+            let rhs = compileTerm(b, scope)
+            var declared: [String] = []
+            collectDeclared(lit, into: &declared)
+            for n in declared where scope.names[n] == nil { declare(n, in: scope) }
             let lhs = compileTerm(a, scope)
             if case .scalar = a.node { error(.compile, "cannot assign to \(a.node)", a.loc) }
             if case .array(let x) = a.node, case .array(let y) = b.node, x.count != y.count {
                 error(.compile, "match error: arrays of different lengths", a.loc)
             }
             checkAssignTarget(lhs, a.loc)
-            let rhs = compileTerm(b, scope)
             if case .slot(let s) = lhs { slotTypes[s] = TypeCheck.knownType(rhs, slotTypes) }
             kind = .unify(lhs, rhs)
         case .someDecl:

@@ -634,7 +634,7 @@ public final class EvalContext: @unchecked Sendable {
             }
             if !node.children.isEmpty, case .object(var o) = v {
                 if case .object(let extra) = try buildDoc(node, nil, skipSelf: true) {
-                    for (a, b) in extra { o[a] = b }
+                    try mergeRulesBelow(&o, extra, rs)
                 }
                 v = .object(o)
             }
@@ -666,6 +666,17 @@ public final class EvalContext: @unchecked Sendable {
         }
     }
 
+    /// An object rule's value with the values of the rules below its path (`q[k] := 1` and
+    /// `q.a := 2`): a key both give with different values is a conflict, as in OPA.
+    func mergeRulesBelow(_ o: inout [Value: Value], _ extra: [Value: Value], _ rs: RuleSet) throws {
+        for (a, b) in extra {
+            if let e = o[a], e != b {
+                throw PolicyError(.conflict, "object keys must be unique", at: rs.rules.first?.loc)
+            }
+            o[a] = b
+        }
+    }
+
     /// The document at a package node: base data merged with the values of all rules below.
     func buildDoc(_ node: RuleNode, _ base: Value?, skipSelf: Bool) throws -> Value {
         var o: [Value: Value] = [:]
@@ -678,7 +689,7 @@ public final class EvalContext: @unchecked Sendable {
                     if !child.children.isEmpty, case .object(var vo) = v,
                         case .object(let extra) = try buildDoc(child, nil, skipSelf: true)
                     {
-                        for (a, b) in extra { vo[a] = b }
+                        try mergeRulesBelow(&vo, extra, rs)
                         v = .object(vo)
                     }
                     o[key] = v

@@ -105,7 +105,7 @@ struct Parser {
         while true {
             if isOp("."), !tok.spaceBefore {
                 next()
-                guard tok.kind == .ident else { throw err("expected identifier after '.'") }
+                guard tok.kind == .ident, !tok.spaceBefore else { throw err("expected identifier after '.'") }
                 path.append(tok.text)
                 next()
             } else if isOp("["), !tok.spaceBefore {
@@ -181,6 +181,7 @@ struct Parser {
             rule.body = try parseRuleBody()
         } else {
             rule.hasExplicitBody = false
+            if version == .v1, rule.value == nil, rule.args == nil, !isContains { throw bareHeadError(rule) }
         }
         // Extra bodies (v0: `p { a } { b }`).
         while isOp("{") {
@@ -191,6 +192,20 @@ struct Parser {
         }
         try parseElses(rule)
         return rules
+    }
+
+    /// A v1 rule head with neither value nor body (`p`, `p.q`, `p["a"]`): OPA reads it as a query,
+    /// which is no rule (so `deny deny` or `q default ...` is a parse error, as in OPA).
+    func bareHeadError(_ rule: RuleDecl) -> PolicyError {
+        let message: String
+        if rule.headRef.count == 1 && rule.key == nil {
+            message = "var cannot be used for rule name"
+        } else if case .scalar(.string) = rule.headRef.last!.node, rule.key == nil {
+            message = "rule must have value assignment and/or body declaration"
+        } else {
+            message = "`contains` keyword is required for partial set rules"
+        }
+        return PolicyError(.parse, message, at: rule.loc)
     }
 
     /// The kind of a rule from its head (`p contains x`, `p[x] := v`, `f(x)`, v0's `p[x] { ... }`).
@@ -221,7 +236,7 @@ struct Parser {
         while true {
             if isOp("."), !tok.spaceBefore {
                 next()
-                guard tok.kind == .ident else { throw err("expected identifier") }
+                guard tok.kind == .ident, !tok.spaceBefore else { throw err("unexpected whitespace: expected identifier") }
                 headRef.append(Term(.scalar(.string(tok.text)), loc(tok)))
                 next()
             } else if isOp("["), !tok.spaceBefore {
@@ -301,8 +316,12 @@ struct Parser {
     /// Literals separated by ';' or newlines, until the closing operator (not consumed) or EOF.
     mutating func parseQuery(until close: String?) throws(PolicyError) -> [Literal] {
         var lits: [Literal] = []
+        var afterSemicolon = false
         while true {
-            while isOp(";") { next() }
+            // A `;` separates two literals: none may be empty (`a; ; b`, `{ ; a }`, `{ a; }` are errors in OPA).
+            if isOp(";") || (afterSemicolon && (tok.kind == .eof || close.map { isOp($0) } == true)) {
+                throw err("unexpected \(describe(tok)) token")
+            }
             if let c = close, isOp(c) { break }
             if tok.kind == .eof {
                 if close != nil { throw err("unexpected end of file: expected \(close!)") }
@@ -310,7 +329,8 @@ struct Parser {
             }
             let lit = try parseLiteral()
             lits.append(lit)
-            if isOp(";") { next(); continue }
+            afterSemicolon = isOp(";")
+            if afterSemicolon { next(); continue }
             if let c = close, isOp(c) { break }
             if tok.kind == .eof { continue }
             if !tok.newlineBefore {
@@ -536,6 +556,10 @@ struct Parser {
                     next()
                     return Term(.scalar(.number(n.negated)), l)
                 } else {
+                    // OPA negates a number or a variable, reference or call (`-x`, `-count(a)`) only.
+                    guard tok.kind == .number || (tok.kind == .ident && !["true", "false", "null"].contains(tok.text)) else {
+                        throw err("unexpected \(describe(tok)) token: expected number")
+                    }
                     let inner = try parseTerm()
                     return call("minus", [Term(.scalar(.int(0)), l), inner], l)
                 }
@@ -558,7 +582,8 @@ struct Parser {
         while true {
             if isOp("."), !tok.spaceBefore {
                 next()
-                guard tok.kind == .ident else { throw err("unexpected \(describe(tok)) token: expected identifier") }
+                // `x.` then whitespace (a newline, say) is no reference in OPA.
+                guard tok.kind == .ident, !tok.spaceBefore else { throw err("unexpected \(describe(tok)) token: expected identifier") }
                 path.append(Term(.scalar(.string(tok.text)), loc(tok)))
                 next()
             } else if isOp("["), !tok.spaceBefore {
@@ -596,6 +621,7 @@ struct Parser {
         let l = here
         next()  // [
         if isOp("]") { next(); return Term(.array([]), l) }
+        if try skipLeadingComma("]") { return Term(.array(try parseElements("]")), l) }
         let save = p
         let head = try parseTerm()
         if isOp("|") {
@@ -604,6 +630,15 @@ struct Parser {
         }
         p = save
         return Term(.array(try parseElements("]")), l)
+    }
+
+    /// OPA's leading comma in a collection literal (`[, 1]`, `{, "a"}`): skipped, once, and the
+    /// literal is then no comprehension; `[,]` is an error.
+    mutating func skipLeadingComma(_ close: String) throws(PolicyError) -> Bool {
+        guard isOp(",") else { return false }
+        next()
+        if isOp(close) || isOp(",") { throw err("unexpected \(describe(tok)) token") }
+        return true
     }
 
     /// A comprehension body up to `close` (consumed); an empty body is an error.
@@ -630,9 +665,10 @@ struct Parser {
         let l = here
         next()  // {
         if isOp("}") { next(); return Term(.object([]), l) }
+        let noCompr = try skipLeadingComma("}")
         let save = p
         var key = try parseTerm()
-        if isOp("|") {
+        if isOp("|"), !noCompr {
             next()
             return Term(.setCompr(key, try parseComprBody("}")), l)
         }
@@ -647,7 +683,7 @@ struct Parser {
         next()  // :
         let valueStart = p
         let v = try parseTerm()
-        if isOp("|") {
+        if isOp("|"), !noCompr {
             next()
             return Term(.objectCompr(key, v, try parseComprBody("}")), l)
         }

@@ -56,6 +56,10 @@ extension Compiler {
         var ta = TermVars(), tb = TermVars()
         analyzePattern(a, &ta)
         analyzePattern(b, &tb)
+        if case .array(let x) = a, case .array(let y) = b, x.count != y.count {
+            // Arrays of different lengths are not unified elementwise: nothing in them is bound.
+            return ta.pats.isSubset(of: bound) && tb.pats.isSubset(of: bound)
+        }
         if ta.pats.isSubset(of: bound) || tb.pats.isSubset(of: bound) { return true }
         switch (a, b) {
         case (.array(let x), .array(let y)) where x.count == y.count:
