@@ -679,18 +679,7 @@ final class RuleContext {
             if let message = TypeCheck.comparisonError(l, r, slotTypes: slotTypes, sameLength: false) { error(.type, message, a.loc) }
             kind = .unify(l, r)
         case .assign(let a, let b):
-            let rhs = compileTerm(b, scope)
-            var declared: [String] = []
-            collectDeclared(lit, into: &declared)
-            for n in declared where scope.names[n] == nil { declare(n, in: scope) }
-            let lhs = compileTerm(a, scope)
-            if case .scalar = a.node { error(.compile, "cannot assign to \(a.node)", a.loc) }
-            if case .array(let x) = a.node, case .array(let y) = b.node, x.count != y.count {
-                error(.compile, "match error: arrays of different lengths", a.loc)
-            }
-            checkAssignTarget(lhs, a.loc)
-            if case .slot(let s) = lhs { slotTypes[s] = TypeCheck.knownType(rhs, slotTypes) }
-            kind = .unify(lhs, rhs)
+            kind = compileAssign(lit, a, b, scope)
         case .someDecl:
             kind = .noop
         case .someIn(let k, let v, let c):
@@ -732,6 +721,22 @@ final class RuleContext {
             if let cw = compileWith(w, scope) { withs.append(cw) }
         }
         return CExpr(kind: kind, negated: lit.negated, with: withs, loc: lit.loc)
+    }
+
+    /// `a := b`: the right side is compiled before the names of the left are declared.
+    func compileAssign(_ lit: Literal, _ a: Term, _ b: Term, _ scope: Scope) -> CExprKind {
+        let rhs = compileTerm(b, scope)
+        var declared: [String] = []
+        collectDeclared(lit, into: &declared)
+        for n in declared where scope.names[n] == nil { declare(n, in: scope) }
+        let lhs = compileTerm(a, scope)
+        if case .scalar = a.node { error(.compile, "cannot assign to \(a.node)", a.loc) }
+        if case .array(let x) = a.node, case .array(let y) = b.node, x.count != y.count {
+            error(.compile, "match error: arrays of different lengths", a.loc)
+        }
+        checkAssignTarget(lhs, a.loc)
+        if case .slot(let s) = lhs { slotTypes[s] = TypeCheck.knownType(rhs, slotTypes) }
+        return .unify(lhs, rhs)
     }
 
     /// A function replaced by another function (`with f as g`) needs one of the same arity.
