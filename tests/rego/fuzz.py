@@ -41,10 +41,21 @@ compare by exact decimal value, so OPA's 1e+300 equals Gatehouse's 1000...0). A 
 prominently, and only when it happens again on a rerun. Each finding is shrunk (remove rules,
 body literals, input keys; replace calls by their arguments, collections by fewer elements,
 literals by simpler ones) while the outcome kinds of both engines stay the same, then
-deduplicated by cause: the signature is the pair of outcome kinds and the set of builtins and
-keywords of the shrunk case; a finding is a duplicate when a known case (this run's, or a
-corpus case that still disagrees the same way) has a non-empty signature contained in it.
-New findings are appended to --out as corpus cases, note `fuzz/<seed>-<n>-<short>`.
+deduplicated by cause. The signature is the pair of outcome kinds plus: when one engine fails
+and the other does not, the failing engine's error message without names, literals, locations
+and builtin name ("invalid argument(s)", "`if` keyword is required before rule body"); when
+both fail with different classes, nothing more (the engines report different errors first);
+when both give values, the set of builtins and keywords of the shrunk case, and a known set
+contained in it counts as the same cause. Known are this run's findings, fuzz-found.yaml and
+--out, and corpus cases with the same builtins that still disagree the same way. Each new
+finding is rerun three times: a Gatehouse that answers differently from run to run is marked
+NONDETERMINISTIC. New findings are appended to --out as corpus cases, note
+`fuzz/<seed>-<n>-<short>`. `--prune` re-evaluates --out, drops the cases that agree now and
+keeps the smallest case of each cause.
+
+Only the generation is bounded by --seconds; shrinking then gets --shrink-total (a third of
+--seconds plus 15 by default), so `--seconds 90` takes about 140 s; raw disagreements left
+when that time is up are counted ("not shrunk") but do not fail the run.
 """
 
 from __future__ import annotations
