@@ -205,6 +205,7 @@ final class Compiler {
             let v = el.value.map { ctx.compileTerm($0, elScope) } ?? .const(.true)
             r.elses.append((v, orderBody(b, initial: initial, head: [v], ctx: ctx, loc: el.loc)))
         }
+        r.inputGuards = InputGuards.collect(r, kind: rs.kind)
         r.slotCount = ctx.slotNames.count
     }
 

@@ -835,7 +835,7 @@ public final class EvalContext: @unchecked Sendable {
         case .partialSet:
             if rs.rules.allSatisfy({ $0.keys.count == 1 }) {
                 var s = Set<Value>()
-                for r in rs.rules {
+                for r in rs.rules where InputGuards.hold(r.inputGuards, input) {
                     let f = pushFrame(r.slotCount)
                     defer { popFrame(f) }
                     _ = try evalBody(r.body, 0, f) {
@@ -846,7 +846,7 @@ public final class EvalContext: @unchecked Sendable {
             } else {
                 // `a[x] contains y`: an object whose leaves are sets.
                 var o: [Value: Value] = [:]
-                for r in rs.rules {
+                for r in rs.rules where InputGuards.hold(r.inputGuards, input) {
                     let f = pushFrame(r.slotCount)
                     defer { popFrame(f) }
                     _ = try evalBody(r.body, 0, f) {
@@ -860,7 +860,7 @@ public final class EvalContext: @unchecked Sendable {
             }
         case .partialObject:
             var o: [Value: Value] = [:]
-            for r in rs.rules {
+            for r in rs.rules where InputGuards.hold(r.inputGuards, input) {
                 let f = pushFrame(r.slotCount)
                 defer { popFrame(f) }
                 _ = try evalBody(r.body, 0, f) {
@@ -927,6 +927,7 @@ public final class EvalContext: @unchecked Sendable {
     }
 
     func evalComplete(_ r: CRule) throws -> Value? {
+        if !InputGuards.hold(r.inputGuards, input) { return nil }
         let f = pushFrame(r.slotCount)
         defer { popFrame(f) }
         if let v = try evalBodyValue(r.body, r.value, f, r) { return v }

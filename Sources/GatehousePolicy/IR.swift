@@ -117,6 +117,8 @@ final class CRule: @unchecked Sendable {
     @exclusivity(unchecked) var elses: [(value: CTerm, body: [CExpr])] = []
     @exclusivity(unchecked) var slotCount = 0
     @exclusivity(unchecked) var dottedPath = ""
+    /// Paths into `input` that must exist for the body to be evaluated (InputGuards).
+    @exclusivity(unchecked) var inputGuards: [[Value]] = []
     let loc: SourceLocation
     let decl: RuleDecl
     let module: Module
