@@ -499,6 +499,7 @@ final class RuleContext {
                 }
             }
             let h = compileTerm(head, scope)
+            if !cpath.isEmpty, let message = TypeCheck.refError(into: h, slotTypes: slotTypes) { error(.type, message, t.loc) }
             if case .ref(let hh, let hp) = h { return .ref(hh, hp + cpath) }
             return .ref(h, cpath)
         case .array(let a): return foldConst(.array(a.map { compileTerm($0, scope) }))

@@ -82,7 +82,11 @@ enum TypeCheck {
             case .object: return .object
             }
         case .call(.builtin(let b), _, _):
-            return BuiltinTypes.signatures[b.name]?.result ?? .any
+            switch b.name {
+            case "set": return .set  // `set()`, syntax in OPA, a builtin here
+            case "internal.member_2", "internal.member_3": return .boolean  // `x in xs`
+            default: return BuiltinTypes.signatures[b.name]?.result ?? .any
+            }
         default: return .any
         }
     }
@@ -107,6 +111,14 @@ enum TypeCheck {
         case .const(.array(let a)): return a.count
         default: return nil
         }
+    }
+
+    /// `count(x)[_]`, `x := 1; x[0]`: a reference into a term known to be a scalar is an
+    /// "undefined ref" type error in OPA.
+    static func refError(into head: CTerm, slotTypes: [Int: RegoTypes]) -> String? {
+        let have = knownType(head, slotTypes)
+        guard have != .any, have.isDisjoint(with: [.array, .object, .set]) else { return nil }
+        return "undefined ref: cannot index \(have.description)"
     }
 
     /// `some x in 5`: iterating over a term known not to be a collection is a type error in OPA.
