@@ -55,6 +55,11 @@ func argInt(_ a: [Value], _ i: Int) throws -> Int {
     return v
 }
 
+func viaExtendedIfBig(_ n: Number) -> Number {
+    if case .big = n { return n.roundedToExtended }
+    return n
+}
+
 func argBigInt(_ a: [Value], _ i: Int) throws -> BigInt {
     let n = try argNumber(a, i)
     guard n.isInteger, let b = n.bigValue else {
@@ -144,19 +149,21 @@ extension Builtins {
             }
             return .number(r)
         },
+        // abs, round, ceil and floor read integers beyond 64 bits at 64-bit precision, as OPA's do
+        // (abs(18446744073709551617) is 18446744073709551616).
         Builtin("abs", 1) { a, _ in
-            let x = try argNumber(a, 0)
+            let x = try viaExtendedIfBig(argNumber(a, 0))
             return .number(Number.compare(x, .int(0)) < 0 ? x.negated : x)
         },
-        Builtin("round", 1) { a, _ in .number(roundNumber(try argNumber(a, 0), .toNearestOrAwayFromZero)) },
+        Builtin("round", 1) { a, _ in .number(roundNumber(try viaExtendedIfBig(argNumber(a, 0)), .toNearestOrAwayFromZero)) },
         // OPA truncates first, so a value between -1 and 0 floors to 0 and ceils to 1.
         Builtin("ceil", 1) { a, _ in
-            let n = try argNumber(a, 0)
+            let n = try viaExtendedIfBig(argNumber(a, 0))
             if case .float(let d) = n, d > -1, d < 0 { return .int(1) }
             return .number(roundNumber(n, .up))
         },
         Builtin("floor", 1) { a, _ in
-            let n = try argNumber(a, 0)
+            let n = try viaExtendedIfBig(argNumber(a, 0))
             if case .float(let d) = n, d > -1, d < 0 { return .int(0) }
             return .number(roundNumber(n, .down))
         },

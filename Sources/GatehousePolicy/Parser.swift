@@ -283,6 +283,7 @@ struct Parser {
         case .scalar, .arrayCompr, .setCompr, .objectCompr: return nil
         case .variable: return "var"
         case .ref: return "ref"
+        case .call(name: ["set"], args: let args) where args.isEmpty: return nil  // `set()`, the empty set
         case .call, .refCall: return "call"
         case .array(let a), .set(let a): return a.lazy.compactMap { nonConstant($0) }.first
         case .object(let pairs): return pairs.lazy.compactMap { nonConstant($0.0) ?? nonConstant($0.1) }.first

@@ -230,6 +230,9 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
         Number(Double(Float80(total.doubleValue) * n.float80Value))
     }
 
+    /// The number read at 64-bit precision, as OPA's big.Float reads it.
+    var roundedToExtended: Number { Number(parsing: float80Value.description) ?? self }
+
     var float80Value: Float80 {
         switch self {
         case .int(let i): return Float80(i)
@@ -246,6 +249,8 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
     static func productStep(_ total: Number, _ n: Number) -> Number {
         Number(total.doubleValue * n.doubleValue)
     }
+
+    var roundedToExtended: Number { self }
     #endif
 
     /// Remainder on integers; nil on zero divisor or non-integers.
