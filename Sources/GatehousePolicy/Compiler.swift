@@ -407,6 +407,9 @@ final class RuleContext {
     var slotTypes: [Int: RegoTypes] = [:]
     /// The call a body literal consists of (`print(x)` may only stand there, not be a value).
     var statementCall: Term?
+    /// Inside an `every` body OPA's type checker does not check builtin calls (it sees the body
+    /// only after rewriting it), so neither does TypeCheck.
+    var everyDepth = 0
 
     init(compiler: Compiler, module: Module) {
         self.compiler = compiler
@@ -499,7 +502,7 @@ final class RuleContext {
                 }
             }
             let h = compileTerm(head, scope)
-            if !cpath.isEmpty, let message = TypeCheck.refError(into: h, slotTypes: slotTypes) { error(.type, message, t.loc) }
+            if everyDepth == 0, !cpath.isEmpty, let message = TypeCheck.refError(into: h, slotTypes: slotTypes) { error(.type, message, t.loc) }
             if case .ref(let hh, let hp) = h { return .ref(hh, hp + cpath) }
             return .ref(h, cpath)
         case .array(let a): return foldConst(.array(a.map { compileTerm($0, scope) }))
@@ -513,7 +516,7 @@ final class RuleContext {
                 error(.type, "\(displayName(name)): arity mismatch: expected \(arity) argument\(arity == 1 ? "" : "s"), got \(cargs.count)", t.loc)
             } else if case .builtin(let b) = callee, b.name == "print", t !== statementCall {
                 error(.type, "print(...) used as value", t.loc)
-            } else if case .builtin(let b) = callee, let message = TypeCheck.error(calling: b.name, with: cargs, slotTypes: slotTypes, version: module.version) {
+            } else if everyDepth == 0, case .builtin(let b) = callee, let message = TypeCheck.error(calling: b.name, with: cargs, slotTypes: slotTypes, version: module.version) {
                 error(.type, message, t.loc)
             }
             return .call(callee, cargs, t.loc)
@@ -669,7 +672,7 @@ final class RuleContext {
                 kind = .unify(.call(callee, cargs, t.loc), out)
             } else {
                 let term = compileTerm(t, scope)
-                if case .call(.builtin(let b), let args, _) = term, b.name == "equal", args.count == 2,
+                if everyDepth == 0, case .call(.builtin(let b), let args, _) = term, b.name == "equal", args.count == 2,
                     let message = TypeCheck.comparisonError(args[0], args[1], slotTypes: slotTypes)
                 {
                     error(.type, message, t.loc)
@@ -678,7 +681,7 @@ final class RuleContext {
             }
         case .unify(let a, let b):
             let l = compileTerm(a, scope), r = compileTerm(b, scope)
-            if let message = TypeCheck.comparisonError(l, r, slotTypes: slotTypes, sameLength: false) { error(.type, message, a.loc) }
+            if everyDepth == 0, let message = TypeCheck.comparisonError(l, r, slotTypes: slotTypes, sameLength: false) { error(.type, message, a.loc) }
             kind = .unify(l, r)
         case .assign(let a, let b):
             kind = compileAssign(lit, a, b, scope)
@@ -686,7 +689,7 @@ final class RuleContext {
             kind = .noop
         case .someIn(let k, let v, let c):
             let collection = compileTerm(c, scope)
-            if let message = TypeCheck.iterationError(over: collection, slotTypes: slotTypes) { error(.type, message, c.loc) }
+            if everyDepth == 0, let message = TypeCheck.iterationError(over: collection, slotTypes: slotTypes) { error(.type, message, c.loc) }
             kind = .someIn(key: k.map { compileTerm($0, scope) }, value: compileTerm(v, scope), collection: collection)
         case .every(let k, let v, let d, let body):
             let domain = compileTerm(d, scope)
@@ -703,7 +706,9 @@ final class RuleContext {
             for n in used where scope.lookup(n) == nil && !isGlobal(n) && !bodyDeclared.contains(n) { declare(n, in: inner) }
             let ck = k.map { compileTerm($0, inner) }
             let cv = compileTerm(v, inner)
+            everyDepth += 1
             let cbody = compileBody(body, inner)
+            everyDepth -= 1
             var refs = Set<Int>()
             for e in cbody { slotsIn(e, &refs) }
             for n in declared where n != "_" {

@@ -99,7 +99,8 @@ enum TypeCheck {
         if ta != .any, tb != .any, ta.isDisjoint(with: tb) {
             return "match error: \(ta.description) and \(tb.description) cannot be equal"
         }
-        if sameLength, let la = arrayLength(a), let lb = arrayLength(b), la != lb {
+        // An empty array literal has no length in OPA's types (array[any]); others are tuples.
+        if sameLength, let la = arrayLength(a), let lb = arrayLength(b), la != lb, la > 0, lb > 0 {
             return "match error: arrays of \(la) and \(lb) elements cannot be equal"
         }
         return nil
