@@ -55,8 +55,8 @@ func argInt(_ a: [Value], _ i: Int) throws -> Int {
     return v
 }
 
-func viaExtendedIfBig(_ n: Number) -> Number {
-    if case .big = n { return n.roundedToExtended }
+func viaDoubleIfBeyond64Bits(_ n: Number) -> Number {
+    if case .big(let b) = n, UInt64(exactly: b.magnitude) == nil { return Number(n.doubleValue) }
     return n
 }
 
@@ -149,21 +149,21 @@ extension Builtins {
             }
             return .number(r)
         },
-        // abs, round, ceil and floor read integers beyond 64 bits at 64-bit precision, as OPA's do
-        // (abs(18446744073709551617) is 18446744073709551616).
+        // abs, round, ceil and floor keep integers whose magnitude fits in 64 bits and read larger
+        // ones as doubles, as OPA's do (ceil(1e30) is 1000000000000000000024696061952).
         Builtin("abs", 1) { a, _ in
-            let x = try viaExtendedIfBig(argNumber(a, 0))
+            let x = try viaDoubleIfBeyond64Bits(argNumber(a, 0))
             return .number(Number.compare(x, .int(0)) < 0 ? x.negated : x)
         },
-        Builtin("round", 1) { a, _ in .number(roundNumber(try viaExtendedIfBig(argNumber(a, 0)), .toNearestOrAwayFromZero)) },
+        Builtin("round", 1) { a, _ in .number(roundNumber(try viaDoubleIfBeyond64Bits(argNumber(a, 0)), .toNearestOrAwayFromZero)) },
         // OPA truncates first, so a value between -1 and 0 floors to 0 and ceils to 1.
         Builtin("ceil", 1) { a, _ in
-            let n = try viaExtendedIfBig(argNumber(a, 0))
+            let n = try viaDoubleIfBeyond64Bits(argNumber(a, 0))
             if case .float(let d) = n, d > -1, d < 0 { return .int(1) }
             return .number(roundNumber(n, .up))
         },
         Builtin("floor", 1) { a, _ in
-            let n = try viaExtendedIfBig(argNumber(a, 0))
+            let n = try viaDoubleIfBeyond64Bits(argNumber(a, 0))
             if case .float(let d) = n, d > -1, d < 0 { return .int(0) }
             return .number(roundNumber(n, .down))
         },

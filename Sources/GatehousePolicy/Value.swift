@@ -230,9 +230,6 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
         Number(Double(Float80(total.doubleValue) * n.float80Value))
     }
 
-    /// The number read at 64-bit precision, as OPA's big.Float reads it.
-    var roundedToExtended: Number { Number(parsing: float80Value.description) ?? self }
-
     var float80Value: Float80 {
         switch self {
         case .int(let i): return Float80(i)
@@ -250,7 +247,6 @@ public enum Number: Sendable, Hashable, Comparable, CustomStringConvertible {
         Number(total.doubleValue * n.doubleValue)
     }
 
-    var roundedToExtended: Number { self }
     #endif
 
     /// Remainder on integers; nil on zero divisor or non-integers.
