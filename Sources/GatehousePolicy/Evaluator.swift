@@ -835,24 +835,28 @@ public final class EvalContext: @unchecked Sendable {
         case .partialSet:
             if rs.rules.allSatisfy({ $0.keys.count == 1 }) {
                 var s = Set<Value>()
-                for r in rs.rules where InputGuards.hold(r.inputGuards, input) {
+                for r in rs.rules {
                     let f = pushFrame(r.slotCount)
                     defer { popFrame(f) }
-                    _ = try evalBody(r.body, 0, f) {
-                        try evalTerm(r.keys[0], f) { v in s.insert(v); return false }
+                    try guarded(r) {
+                        _ = try evalBody(r.body, 0, f) {
+                            try evalTerm(r.keys[0], f) { v in s.insert(v); return false }
+                        }
                     }
                 }
                 result = .set(s)
             } else {
                 // `a[x] contains y`: an object whose leaves are sets.
                 var o: [Value: Value] = [:]
-                for r in rs.rules where InputGuards.hold(r.inputGuards, input) {
+                for r in rs.rules {
                     let f = pushFrame(r.slotCount)
                     defer { popFrame(f) }
-                    _ = try evalBody(r.body, 0, f) {
-                        try evalList(r.keys, 0, f, []) { keys in
-                            try insertNestedSet(&o, keys.dropLast(), keys[keys.count - 1], r.loc)
-                            return false
+                    try guarded(r) {
+                        _ = try evalBody(r.body, 0, f) {
+                            try evalList(r.keys, 0, f, []) { keys in
+                                try insertNestedSet(&o, keys.dropLast(), keys[keys.count - 1], r.loc)
+                                return false
+                            }
                         }
                     }
                 }
@@ -860,14 +864,16 @@ public final class EvalContext: @unchecked Sendable {
             }
         case .partialObject:
             var o: [Value: Value] = [:]
-            for r in rs.rules where InputGuards.hold(r.inputGuards, input) {
+            for r in rs.rules {
                 let f = pushFrame(r.slotCount)
                 defer { popFrame(f) }
-                _ = try evalBody(r.body, 0, f) {
-                    try evalList(r.keys, 0, f, []) { keys in
-                        try evalTerm(r.value, f) { v in
-                            try insertNested(&o, keys[...], v, r.loc)
-                            return false
+                try guarded(r) {
+                    _ = try evalBody(r.body, 0, f) {
+                        try evalList(r.keys, 0, f, []) { keys in
+                            try evalTerm(r.value, f) { v in
+                                try insertNested(&o, keys[...], v, r.loc)
+                                return false
+                            }
                         }
                     }
                 }
@@ -926,8 +932,25 @@ public final class EvalContext: @unchecked Sendable {
         return out
     }
 
+    /// Evaluates a rule's body; an error it raises is dropped when one of the rule's input
+    /// guards does not hold (OPA would not have evaluated that body: InputGuards). Checking after
+    /// an error rather than before every body keeps the guards off the path that succeeds.
+    @inline(__always)
+    func guarded(_ r: CRule, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch {
+            if r.inputGuards.isEmpty || InputGuards.hold(r.inputGuards, input) { throw error }
+        }
+    }
+
     func evalComplete(_ r: CRule) throws -> Value? {
-        if !InputGuards.hold(r.inputGuards, input) { return nil }
+        var out: Value?
+        try guarded(r) { out = try evalCompleteBody(r) }
+        return out
+    }
+
+    func evalCompleteBody(_ r: CRule) throws -> Value? {
         let f = pushFrame(r.slotCount)
         defer { popFrame(f) }
         if let v = try evalBodyValue(r.body, r.value, f, r) { return v }

@@ -2,9 +2,10 @@
 /// head) refers to a part of `input` that is undefined, so an error elsewhere in that body never
 /// surfaces — `p := 1 if { count(input.tags) < 1; input.user }` is undefined in OPA when
 /// `input.user` is missing even if `input.tags` is a number. Gatehouse checks the same references
-/// before evaluating a rule's body. This never changes a value (an undefined reference makes its
-/// expression, and so the body, fail anyway); it only decides whether an error is raised first,
-/// and it ends a body that cannot succeed before any of it runs.
+/// when a rule's body raises an error, and drops the error when one is missing (the body could
+/// not have produced anything: an undefined reference makes its expression fail). This never
+/// changes a value, only whether an error or an undefined result comes out, and it costs nothing
+/// when no error is raised.
 ///
 /// A guard is a reference into `input` whose path is constant up to its first variable
 /// (`input.tags[x]` guards `input.tags`), used by a body expression that is not negated, has no
