@@ -166,11 +166,14 @@ extension JSONSchema {
             out.append(Issue(type: "array_max_items", field: f, desc: "Array must have at most \(n) items"))
         }
         if case .bool(true)? = s[.string("uniqueItems")] {
-            outer: for i in items.indices {
-                for j in items.indices where j > i && items[i] == items[j] {
+            // One pass with a table (pairwise comparison was quadratic in a caller's array).
+            // Every repeat is reported against the previous occurrence, as gojsonschema does.
+            var seen: [Value: Int] = [:]
+            for (j, item) in items.enumerated() {
+                if let i = seen[item] {
                     out.append(Issue(type: "unique", field: f, desc: "array items[\(i),\(j)] must be unique"))
-                    break outer
                 }
+                seen[item] = j
             }
         }
     }

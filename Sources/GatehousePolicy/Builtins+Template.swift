@@ -13,10 +13,19 @@ enum GoTemplate {
         case cond(kind: String, pipe: [String], vars: [String], body: [Node], orElse: [Node])
     }
 
+    /// Bounds for templates from input: nesting of if/range/with (deeper crashed the recursive
+    /// parser and executor) and the size of the output (nested ranges multiply it).
+    static let maxNesting = 100
+    static let maxOutputBytes = 1 << 20
+
     static func render(_ template: String, _ data: Value) throws -> String {
-        var tokens = try lex(template)
-        let nodes = try parse(&tokens, until: [])
-        guard tokens.isEmpty else { throw Failure(message: "unexpected \(tokens[0])") }
+        var tokens = try lex(template)[...]
+        let nodes = try parse(&tokens, until: [], depth: 0)
+        guard let first = tokens.first else { return try execute(nodes, data) }
+        throw Failure(message: "unexpected \(first)")
+    }
+
+    static func execute(_ nodes: [Node], _ data: Value) throws -> String {
         var out = ""
         var scope: [String: Value] = ["$": data]
         try exec(nodes, dot: data, scope: &scope, out: &out)
@@ -76,16 +85,17 @@ enum GoTemplate {
         return out
     }
 
-    static func parse(_ tokens: inout [Token], until: Set<String>) throws -> [Node] {
+    static func parse(_ tokens: inout ArraySlice<Token>, until: Set<String>, depth: Int) throws -> [Node] {
+        if depth > maxNesting { throw Failure(message: "template nesting deeper than \(maxNesting) levels") }
         var nodes: [Node] = []
-        while !tokens.isEmpty {
-            switch tokens[0] {
+        while let token = tokens.first {
+            switch token {
             case .text(let t): tokens.removeFirst(); nodes.append(.text(t))
             case .action(let w):
                 if until.contains(w[0]) { return nodes }
                 tokens.removeFirst()
                 switch w[0] {
-                case "if", "range", "with": nodes.append(try parseBlock(w[0], Array(w.dropFirst()), &tokens))
+                case "if", "range", "with": nodes.append(try parseBlock(w[0], Array(w.dropFirst()), &tokens, depth: depth + 1))
                 case "end", "else": throw Failure(message: "unexpected {{\(w[0])}}")
                 default: nodes.append(.action(w))
                 }
@@ -95,18 +105,18 @@ enum GoTemplate {
         return nodes
     }
 
-    static func parseBlock(_ kind: String, _ words: [String], _ tokens: inout [Token]) throws -> Node {
+    static func parseBlock(_ kind: String, _ words: [String], _ tokens: inout ArraySlice<Token>, depth: Int) throws -> Node {
         var pipe = words, vars: [String] = []
         if let i = pipe.firstIndex(of: ":=") { vars = Array(pipe[..<i]); pipe = Array(pipe[(i + 1)...]) }
-        let body = try parse(&tokens, until: ["else", "end"])
+        let body = try parse(&tokens, until: ["else", "end"], depth: depth)
         var orElse: [Node] = []
         guard case .action(let w) = tokens.removeFirst() else { throw Failure(message: "unexpected EOF") }
         if w[0] == "else" {
             if w.count > 1, w[1] == "if" {
-                orElse = [try parseBlock("if", Array(w.dropFirst(2)), &tokens)]
+                orElse = [try parseBlock("if", Array(w.dropFirst(2)), &tokens, depth: depth + 1)]
                 return .cond(kind: kind, pipe: pipe, vars: vars, body: body, orElse: orElse)
             }
-            orElse = try parse(&tokens, until: ["end"])
+            orElse = try parse(&tokens, until: ["end"], depth: depth)
             tokens.removeFirst()
         }
         return .cond(kind: kind, pipe: pipe, vars: vars, body: body, orElse: orElse)
@@ -116,6 +126,7 @@ enum GoTemplate {
 extension GoTemplate {
     static func exec(_ nodes: [Node], dot: Value, scope: inout [String: Value], out: inout String) throws {
         for n in nodes {
+            if out.utf8.count > maxOutputBytes { throw Failure(message: "output larger than \(maxOutputBytes) bytes") }
             switch n {
             case .text(let t): out += t
             case .action(let w):

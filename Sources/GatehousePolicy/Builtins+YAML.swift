@@ -155,6 +155,12 @@ extension GoYAML {
             if Double(aliasCount) / n > allowed { throw Failure(message: "yaml: document contains excessive aliasing") }
         }
 
+        /// Nesting of the value being built, aliases followed: chained anchors, each under
+        /// libyaml's own limit, made values thousands deep that crashed whatever walked them
+        /// (json.marshal, walk, ==). The same limit as JSON's (MCPWire).
+        var depth = 0
+        static let maxDepth = 512
+
         mutating func value(_ node: Node) throws -> Value {
             try count()
             switch node {
@@ -165,12 +171,21 @@ extension GoYAML {
             case .scalar(let text, let tag, let implicit):
                 return try GoYAML.jsonValue(try GoYAML.decodeScalar(text, tag: tag, implicit: implicit))
             case .sequence(let items):
+                try enter()
+                defer { depth -= 1 }
                 return .array(try items.map { try value($0) })
             case .mapping(let pairs):
+                try enter()
+                defer { depth -= 1 }
                 var out: [Value: Value] = [:]
                 try fill(&out, pairs)
                 return .object(out)
             }
+        }
+
+        mutating func enter() throws {
+            depth += 1
+            if depth > Self.maxDepth { throw Failure(message: "yaml: nesting deeper than \(Self.maxDepth) levels (aliases included)") }
         }
 
         mutating func fill(_ out: inout [Value: Value], _ pairs: [(Node, Node)]) throws {

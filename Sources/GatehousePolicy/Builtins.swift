@@ -188,6 +188,8 @@ extension Builtins {
         Builtin("bits.lsh", 2) { a, _ in
             let x = try argNumber(a, 0), s = try argInt(a, 1)
             guard s >= 0 else { throw BuiltinError("operand 2 must be an unsigned integer number but got a negative integer") }
+            // A caller's shift of 1e10 allocated gigabytes; results stay within 4,096 bits.
+            guard s <= 4096, (x.bigValue?.bitWidth ?? 0) + s <= 4160 else { throw BuiltinError("shift result larger than 4096 bits") }
             guard let b = x.bigValue else { throw typeError(1, "integer", a[0]) }
             return .number(Number(b << s))
         },

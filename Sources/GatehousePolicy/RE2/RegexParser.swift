@@ -15,7 +15,7 @@ struct RegexFlags: OptionSet, Sendable {
 struct RegexParser {
     /// Go's `maxHeight`: deeper parse trees are refused.
     static let maxHeight = 1000
-    /// Go's `maxSize`: 128 MB of 40-byte instructions.
+    /// Go's `maxSize`: 128 MB of 40-byte instructions (RE2.maxInstructions is Gatehouse's lower one).
     static let maxSize: Int64 = (128 << 20) / 40
 
     struct Item {
