@@ -169,9 +169,13 @@ def gatehouse_bin() -> Path:
     return Path(os.environ.get("GATEHOUSE_BIN") or REPO / ".build" / "debug" / "gatehouse")
 
 
-def gatehouse_outcome(case: dict[str, Any], binary: Path | None = None, timeout: float = 30) -> dict[str, Any]:
-    """Evaluates a case with `gatehouse policy eval --format json` in a directory of its own."""
+def gatehouse_outcome(case: dict[str, Any], binary: Path | None = None, timeout: float = 30,
+                      messages: bool = False, parse=None) -> dict[str, Any]:
+    """Evaluates a case with `gatehouse policy eval --format json` in a directory of its own.
+    With `messages`, an error outcome also carries the error's text under "message" (never
+    compared; the fuzzer groups findings by it). `parse` reads the JSON answer (default `loads`)."""
     binary = binary or gatehouse_bin()
+    parse = parse or loads
     with tempfile.TemporaryDirectory(prefix="rego-diff-") as tmp:
         root = Path(tmp)
         bundle = root / "bundle"
@@ -188,13 +192,20 @@ def gatehouse_outcome(case: dict[str, Any], binary: Path | None = None, timeout:
         try:
             proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return {"error": "timeout"}
+            return {"error": "timeout", **({"message": f"no answer in {timeout:g}s"} if messages else {})}
     try:
-        out = loads(proc.stdout)
+        out = parse(proc.stdout)
     except json.JSONDecodeError:
-        return {"error": f"crash:{proc.returncode}:{proc.stderr.strip()[-200:]}"}
+        crash = {"error": f"crash:{proc.returncode}:{proc.stderr.strip()[-200:]}"}
+        if messages:
+            crash["message"] = (f"exit {proc.returncode}; stdout {proc.stdout[:200]!r}; "
+                                f"stderr {proc.stderr.strip()[-300:]!r}")
+        return crash
     if "error" in out:
-        return {"error": error_class(out["error"]["code"], out["error"]["message"])}
+        failed = {"error": error_class(out["error"]["code"], out["error"]["message"])}
+        if messages:
+            failed["message"] = out["error"]["message"]
+        return failed
     if out.get("undefined"):
         return {"undefined": True}
     return {"value": out["result"]}
